@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs the discodeit server locally: ./scripts/run.sh [extra server args]
+#
+# Starts a private PostgreSQL (scripts/lib.sh, state in $DISCODEIT_DATA, default
+# .data/), builds the web client when web/package.json exists, then runs the
+# release build. PostgreSQL keeps running after the server stops (fast restarts);
+# stop it with: bash -c 'source scripts/lib.sh && pg_stop'
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+ensure_rust_deps
+pg_start
+
+# JWT secret: persisted so that restarts keep sessions valid.
+if [[ -z "${SECURITY_JWT_SECRET:-}" ]]; then
+    secret_file="$DISCODEIT_DATA/jwt-secret"
+    if [[ ! -s $secret_file ]]; then
+        (umask 077 && gen_secret >"$secret_file")
+    fi
+    SECURITY_JWT_SECRET="$(tr -d '\n' <"$secret_file")"
+fi
+export SECURITY_JWT_SECRET
+
+export DISCODEIT_ADMIN_USERNAME="${DISCODEIT_ADMIN_USERNAME:-admin}"
+export DISCODEIT_ADMIN_EMAIL="${DISCODEIT_ADMIN_EMAIL:-admin@discodeit.local}"
+export DISCODEIT_ADMIN_PASSWORD="${DISCODEIT_ADMIN_PASSWORD:-admin1234!}"
+
+if [[ -f web/package.json ]]; then
+    ensure_node_deps web
+    npm --prefix web run build
+    export DISCODEIT_WEB_DIR="${DISCODEIT_WEB_DIR:-$PWD/web/dist}"
+fi
+
+export DISCODEIT_ADDR="${DISCODEIT_ADDR:-0.0.0.0:8080}"
+export DISCODEIT_STORAGE_DIR="${DISCODEIT_STORAGE_DIR:-$DISCODEIT_DATA/storage}"
+mkdir -p "$DISCODEIT_STORAGE_DIR"
+
+port="${DISCODEIT_ADDR##*:}"
+echo
+echo "  Database:  $DATABASE_URL"
+echo "  Storage:   $DISCODEIT_STORAGE_DIR"
+echo "  Admin:     $DISCODEIT_ADMIN_USERNAME / $DISCODEIT_ADMIN_PASSWORD ($DISCODEIT_ADMIN_EMAIL)"
+echo
+echo "Discodeit on http://localhost:$port"
+echo
+
+exec cargo run --release --bin discodeit -- "$@"
