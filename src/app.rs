@@ -1,0 +1,129 @@
+//! Wiring: builds the services, the realtime hubs and the HTTP server from a [`Config`], and
+//! runs them until SIGINT/SIGTERM.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+use crate::bus::EventBus;
+use crate::config::Config;
+use crate::net::sse::SseHub;
+use crate::net::static_files::StaticFiles;
+use crate::net::ws::WsEndpoint;
+use crate::security::jwt::JwtCodec;
+use crate::security::registry::{JwtRegistry, MemoryRegistry};
+use crate::service::Services;
+use crate::store::files::FileStore;
+use crate::store::Db;
+
+/// Everything a request handler can reach.
+pub struct App {
+    pub config: Arc<Config>,
+    pub services: Arc<Services>,
+    pub web: Option<StaticFiles>,
+    pub sse: Arc<SseHub>,
+    pub ws: Option<WsEndpoint>,
+    ready: AtomicBool,
+}
+
+impl App {
+    /// True once the event pipeline is consuming (multi-instance mode waits for Kafka).
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// Connects to the database, migrates, bootstraps the admin, builds the [`App`].
+pub async fn build(config: Config) -> Result<Arc<App>, String> {
+    let config = Arc::new(config);
+    let db = Db::connect(&config.database_url, config.database_pool_size)?;
+    db.migrate().await?;
+    let files = FileStore::new(&config.storage_dir)
+        .map_err(|e| format!("storage dir {}: {e}", config.storage_dir.display()))?;
+    let memory = Arc::new(MemoryRegistry::new());
+    let registry: Arc<dyn JwtRegistry> = memory.clone();
+    let bus = EventBus::new();
+    let services = Arc::new(Services {
+        db,
+        files,
+        bus: bus.clone(),
+        jwt: JwtCodec::new(&config.jwt_secret),
+        registry,
+        config: config.clone(),
+    });
+    services
+        .bootstrap_admin()
+        .await
+        .map_err(|e| format!("admin bootstrap: {e}"))?;
+    let sse = SseHub::new(&config);
+    sse.clone().attach(&bus);
+    let ws = WsEndpoint::new(&config, services.clone(), &bus);
+    let app = Arc::new(App {
+        web: config.web_dir.clone().map(StaticFiles::new),
+        config: config.clone(),
+        services: services.clone(),
+        sse,
+        ws: Some(ws),
+        ready: AtomicBool::new(true),
+    });
+    spawn_session_sweeper(services, memory);
+    Ok(app)
+}
+
+/// Every few seconds: users whose access session lapsed go offline (`users.refresh`), and
+/// old revocations are forgotten.
+fn spawn_session_sweeper(services: Arc<Services>, memory: Arc<MemoryRegistry>) {
+    tokio::spawn(async move {
+        let mut last = chrono::Utc::now().timestamp();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            let now = chrono::Utc::now().timestamp();
+            if let Ok(users) = services.registry.lapsed_between(last, now).await {
+                for u in users {
+                    services.emit_users_refresh(u);
+                }
+            }
+            memory.purge(now);
+            last = now;
+        }
+    });
+}
+
+/// Binds and serves until a shutdown signal.
+pub async fn run(config: Config) -> Result<(), String> {
+    let addr = config.addr;
+    let app = build(config).await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(
+        "discodeit {} listening on http://{}",
+        app.config.instance_id,
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    crate::net::server::serve(app, listener, shutdown_signal()).await;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

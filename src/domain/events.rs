@@ -1,0 +1,62 @@
+//! Domain events: what happened, emitted after the database commit.
+//!
+//! The realtime layers (STOMP hub, SSE streams, the Kafka relay) subscribe to these through
+//! [`crate::bus::EventBus`]; services never call them directly.
+
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use uuid::Uuid;
+
+use super::MessageDto;
+
+/// Who an SSE event is addressed to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "users", rename_all = "camelCase")]
+pub enum Audience {
+    /// Every connected user.
+    All,
+    /// These users only.
+    Users(Vec<Uuid>),
+}
+
+/// One Server-Sent Event as produced: id fixed at production so every relay uses the same one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SseEvent {
+    /// UUIDv7: unique and time-ordered.
+    pub id: Uuid,
+    /// `notifications`, `binaryContents.status`, `channels.refresh`, `users.refresh`.
+    pub name: String,
+    /// The JSON payload, encoded once.
+    pub data: String,
+    pub audience: Audience,
+}
+
+impl SseEvent {
+    pub fn new(name: &str, data: &impl Serialize, audience: Audience) -> Self {
+        SseEvent {
+            id: Uuid::now_v7(),
+            name: name.to_string(),
+            data: serde_json::to_string(data).unwrap_or_else(|_| "null".into()),
+            audience,
+        }
+    }
+}
+
+/// Everything the realtime layer reacts to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Event {
+    /// A message was committed: broadcast to `/sub/channels.{channelId}.messages`.
+    MessageCreated { message: Arc<MessageDto> },
+    /// A message to a plain broker destination (`/sub/...` other than channel messages).
+    BrokerMessage { destination: String, body: String },
+    /// An SSE event for its audience.
+    Sse(SseEvent),
+    /// The user's sessions ended (logout, re-login, role change, deletion): close their live
+    /// STOMP sessions and SSE streams.
+    UserRevoked {
+        user_id: Uuid,
+        /// Only connections of this login session; `None` closes all of the user's.
+        session_id: Option<Uuid>,
+    },
+}

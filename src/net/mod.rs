@@ -1,0 +1,15 @@
+//! I/O: the hyper server, routing, request/response helpers, static files, and the REST
+//! handlers. Handlers parse and authenticate, call the service layer, and write the reply.
+
+pub mod api;
+pub mod multipart;
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod server;
+pub mod sse;
+pub mod static_files;
+pub mod ws;
+
+pub use request::Ctx;
+pub use response::{Body, Resp};

@@ -1,0 +1,137 @@
+//! The per-request context: method, path, query, headers, cookies, request id, body.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+
+/// What a handler gets.
+pub struct Ctx {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub request_id: String,
+    pub body: Option<Incoming>,
+    pub remote: std::net::SocketAddr,
+    /// Cookies to set on the response (added by the router after the handler).
+    pub set_cookies: Vec<String>,
+}
+
+impl Ctx {
+    pub fn new(req: http::Request<Incoming>, remote: std::net::SocketAddr) -> Self {
+        let (parts, body) = req.into_parts();
+        let query = parts
+            .uri
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        Ctx {
+            method: parts.method,
+            path: parts.uri.path().to_string(),
+            query,
+            headers: parts.headers,
+            request_id: Uuid::new_v4().simple().to_string(),
+            body: Some(body),
+            remote,
+            set_cookies: Vec::new(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// First value of a query parameter.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All values of a query parameter, also splitting comma-separated values.
+    pub fn query_all(&self, name: &str) -> Vec<&str> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+
+    /// A required UUID query parameter: 400 when missing or malformed.
+    pub fn query_uuid(&self, name: &str) -> ApiResult<Uuid> {
+        let raw = self.query(name).ok_or_else(|| {
+            ApiError::invalid_request(format!("query parameter '{name}' is required"))
+        })?;
+        parse_uuid(raw, name)
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim_matches('"'))
+    }
+
+    /// The Bearer token, if the header is present with that scheme.
+    pub fn bearer(&self) -> Option<&str> {
+        let v = self.header("authorization")?;
+        let (scheme, token) = v.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(token.trim())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The whole body, at most `limit` bytes (413 beyond).
+    pub async fn body_bytes(&mut self, limit: usize) -> ApiResult<Bytes> {
+        let Some(body) = self.body.take() else {
+            return Ok(Bytes::new());
+        };
+        match Limited::new(body, limit).collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(ApiError::payload_too_large(limit))
+            }
+            Err(e) => Err(ApiError::invalid_request(format!(
+                "could not read the body: {e}"
+            ))),
+        }
+    }
+
+    /// A JSON body of type `T` (400 on malformed JSON).
+    pub async fn json<T: DeserializeOwned>(&mut self) -> ApiResult<T> {
+        let bytes = self.body_bytes(1024 * 1024).await?;
+        parse_json(&bytes)
+    }
+}
+
+/// Parses JSON; errors become 400 `INVALID_REQUEST` with serde's reason.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_request("request body is required"));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid_request(format!("malformed JSON: {e}")))
+}
+
+/// Parses a path or query UUID: 400 when malformed.
+pub fn parse_uuid(raw: &str, name: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| {
+        ApiError::invalid_request(format!("'{name}' must be a UUID")).detail(name, raw.to_string())
+    })
+}

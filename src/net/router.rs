@@ -1,0 +1,192 @@
+//! Request routing: `/api/**` to the REST handlers (after the CSRF check), `/actuator/health`,
+//! `/ws/**` to the realtime transports, everything else to the static web client.
+
+use http::{header, Method, StatusCode};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use uuid::Uuid;
+
+use super::api::{self, Route};
+use super::request::{parse_uuid, Ctx};
+use super::response::{self, set_header, Resp};
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+use crate::security::csrf;
+
+/// Entry point for every HTTP request.
+pub async fn handle(app: Arc<App>, req: http::Request<Incoming>, remote: SocketAddr) -> Resp {
+    let path = req.uri().path().to_string();
+    if path == "/ws" || path.starts_with("/ws/") {
+        return crate::net::api::realtime_entry(&app, req, remote).await;
+    }
+    let mut ctx = Ctx::new(req, remote);
+    if path == "/actuator/health" || path == "/actuator/health/" {
+        return api::health(&app).await;
+    }
+    if path == "/api" || path.starts_with("/api/") {
+        let mut resp = match resolve(&ctx.method, &path) {
+            Ok(route) => match check_csrf(&app, &mut ctx, &route) {
+                Ok(()) => match api::run(&app, &mut ctx, route).await {
+                    Ok(r) => r,
+                    Err(e) => response::error(&e, &path),
+                },
+                Err(e) => response::error(&e, &path),
+            },
+            Err(e) => response::error(&e, &path),
+        };
+        set_header(
+            &mut resp,
+            header::HeaderName::from_static("discodeit-request-id"),
+            &ctx.request_id,
+        );
+        for c in &ctx.set_cookies {
+            set_header(&mut resp, header::SET_COOKIE, c);
+        }
+        return resp;
+    }
+    match &app.web {
+        Some(web) if ctx.method == Method::GET || ctx.method == Method::HEAD => {
+            web.serve(&path).await
+        }
+        _ => response::error(&ApiError::not_found_route(&path), &path),
+    }
+}
+
+/// The CSRF double-submit check; runs before authentication like Spring's filter chain.
+fn check_csrf(app: &App, ctx: &mut Ctx, route: &Route) -> ApiResult<()> {
+    if !app.config.csrf_enabled || !csrf::method_needs_token(&ctx.method) || route.csrf_exempt() {
+        return Ok(());
+    }
+    let cookie = ctx.cookie(csrf::COOKIE).map(str::to_string);
+    if csrf::tokens_match(cookie.as_deref(), ctx.header(csrf::HEADER)) {
+        return Ok(());
+    }
+    if cookie.is_none() {
+        ctx.set_cookies
+            .push(format!("{}={}; Path=/", csrf::COOKIE, Uuid::new_v4()));
+    }
+    Err(ApiError::forbidden_anonymous(
+        "CSRF token missing or invalid",
+    ))
+}
+
+fn id(seg: &str, name: &str) -> ApiResult<Uuid> {
+    parse_uuid(seg, name)
+}
+
+/// Maps method and path to a route: 404 for unknown paths, 405 for known paths with another
+/// method, 400 for malformed ids.
+pub fn resolve(method: &Method, path: &str) -> ApiResult<Route> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let m = method.clone();
+    let allow = |allowed: &[(Method, Route)]| -> ApiResult<Route> {
+        allowed
+            .iter()
+            .find(|(am, _)| *am == m || (m == Method::HEAD && *am == Method::GET))
+            .map(|(_, r)| r.clone())
+            .ok_or_else(|| ApiError::method_not_allowed(m.as_str()))
+    };
+    use Route::*;
+    match segs.as_slice() {
+        ["api", "auth", "csrf-token"] => allow(&[(Method::GET, CsrfToken)]),
+        ["api", "auth", "login"] => allow(&[(Method::POST, Login)]),
+        ["api", "auth", "me"] => allow(&[(Method::GET, Me)]),
+        ["api", "auth", "refresh"] => allow(&[(Method::POST, Refresh)]),
+        ["api", "auth", "logout"] => allow(&[(Method::POST, Logout)]),
+        ["api", "auth", "role"] => allow(&[(Method::PUT, UpdateRole)]),
+        ["api", "users"] => allow(&[(Method::GET, ListUsers), (Method::POST, CreateUser)]),
+        ["api", "users", u] => {
+            let route = allow(&[
+                (Method::PATCH, UpdateUser(Uuid::nil())),
+                (Method::DELETE, DeleteUser(Uuid::nil())),
+            ])?;
+            let uid = id(u, "userId")?;
+            Ok(match route {
+                UpdateUser(_) => UpdateUser(uid),
+                _ => DeleteUser(uid),
+            })
+        }
+        ["api", "channels"] => allow(&[(Method::GET, ListChannels)]),
+        ["api", "channels", "public"] => allow(&[(Method::POST, CreatePublicChannel)]),
+        ["api", "channels", "private"] => allow(&[(Method::POST, CreatePrivateChannel)]),
+        ["api", "channels", c] => {
+            let route = allow(&[
+                (Method::PATCH, UpdateChannel(Uuid::nil())),
+                (Method::DELETE, DeleteChannel(Uuid::nil())),
+            ])?;
+            let cid = id(c, "channelId")?;
+            Ok(match route {
+                UpdateChannel(_) => UpdateChannel(cid),
+                _ => DeleteChannel(cid),
+            })
+        }
+        ["api", "messages"] => allow(&[(Method::GET, ListMessages), (Method::POST, CreateMessage)]),
+        ["api", "messages", mid] => {
+            let route = allow(&[
+                (Method::PATCH, UpdateMessage(Uuid::nil())),
+                (Method::DELETE, DeleteMessage(Uuid::nil())),
+            ])?;
+            let mid = id(mid, "messageId")?;
+            Ok(match route {
+                UpdateMessage(_) => UpdateMessage(mid),
+                _ => DeleteMessage(mid),
+            })
+        }
+        ["api", "readStatuses"] => allow(&[
+            (Method::GET, ListReadStatuses),
+            (Method::POST, CreateReadStatus),
+        ]),
+        ["api", "readStatuses", r] => {
+            allow(&[(Method::PATCH, UpdateReadStatus(Uuid::nil()))])?;
+            Ok(UpdateReadStatus(id(r, "readStatusId")?))
+        }
+        ["api", "binaryContents"] => allow(&[(Method::GET, ListBinaryContents)]),
+        ["api", "binaryContents", b] => {
+            allow(&[(Method::GET, GetBinaryContent(Uuid::nil()))])?;
+            Ok(GetBinaryContent(id(b, "binaryContentId")?))
+        }
+        ["api", "binaryContents", b, "download"] => {
+            allow(&[(Method::GET, Download(Uuid::nil()))])?;
+            Ok(Download(id(b, "binaryContentId")?))
+        }
+        ["api", "notifications"] => allow(&[(Method::GET, ListNotifications)]),
+        ["api", "notifications", n] => {
+            allow(&[(Method::DELETE, DeleteNotification(Uuid::nil()))])?;
+            Ok(DeleteNotification(id(n, "notificationId")?))
+        }
+        ["api", "sse"] => allow(&[(Method::GET, Sse)]),
+        _ => Err(ApiError::not_found_route(path)),
+    }
+}
+
+/// 204 No Content.
+pub fn no_content() -> Resp {
+    response::status_only(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_routes_and_errors() {
+        let u = Uuid::new_v4();
+        assert_eq!(
+            resolve(&Method::PATCH, &format!("/api/users/{u}")).unwrap(),
+            Route::UpdateUser(u)
+        );
+        assert_eq!(resolve(&Method::GET, "/api/nope").unwrap_err().status, 404);
+        assert_eq!(resolve(&Method::PUT, "/api/users").unwrap_err().status, 405);
+        assert_eq!(
+            resolve(&Method::PATCH, "/api/users/xyz")
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/api/channels").unwrap(),
+            Route::ListChannels
+        );
+    }
+}

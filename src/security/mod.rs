@@ -1,0 +1,10 @@
+//! Security: JWT (HS256 with ring), bcrypt passwords, the JWT session registry, CSRF and
+//! role checks. Nothing here does HTTP; `net` calls it.
+
+pub mod csrf;
+pub mod jwt;
+pub mod password;
+pub mod principal;
+pub mod registry;
+
+pub use principal::Principal;

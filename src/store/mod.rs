@@ -1,0 +1,13 @@
+//! Persistence: PostgreSQL through a deadpool connection pool, ordered SQL migrations, one
+//! repository module per table family, and local file storage. No domain rules live here.
+
+pub mod binary_contents;
+pub mod channels;
+pub mod db;
+pub mod files;
+pub mod messages;
+pub mod notifications;
+pub mod read_statuses;
+pub mod users;
+
+pub use db::{Db, Tx};

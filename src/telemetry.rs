@@ -1,0 +1,11 @@
+//! Logging set-up: `tracing` with an `RUST_LOG` filter (default `info`).
+
+/// Installs the global subscriber once; later calls are ignored (tests call it repeatedly).
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
