@@ -1,0 +1,3 @@
+export function Spinner({ small }: { small?: boolean }) {
+  return <span class={small ? 'spinner small' : 'spinner'} role="status" aria-label="Loading" />;
+}
