@@ -98,7 +98,8 @@ if [[ -f web/package.json ]]; then
         has_e2e_script=$(node -e 'const p=require("./web/package.json");process.stdout.write(p.scripts&&p.scripts["test:e2e"]?"1":"")')
         if [[ -n $has_e2e_script ]]; then
             step "chromium" ensure_chromium &&
-                step "web e2e (npm run test:e2e)" npm --prefix web run test:e2e
+                step "web bundle budget" npm --prefix web run test:budget &&
+                step "web e2e (Playwright, real server)" ./scripts/web-e2e.sh
         elif [[ -d web/e2e ]]; then
             skip "web e2e" "(web/e2e exists but web/package.json has no test:e2e script)"
         else

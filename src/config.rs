@@ -30,6 +30,7 @@ Configuration comes from environment variables (defaults in brackets):
   DISCODEIT_SSE_KEEPALIVE_SECONDS              SSE keep-alive interval [15]
   DISCODEIT_STOMP_MAX_FRAME_BYTES              STOMP frame limit [65536]
   DISCODEIT_OUTBOUND_QUEUE                     frames queued per connection before it is dropped [1024]
+  DISCODEIT_SOCKET_SEND_BUFFER                 SO_SNDBUF per connection, bytes [unset: kernel]
   REDIS_URL                                    Redis for the JWT registry [unset: in memory]
   KAFKA_BOOTSTRAP_SERVERS                      Kafka for the event fan-out [unset: in process]
   RUST_LOG                                     log filter [info]
@@ -56,6 +57,7 @@ pub struct Config {
     pub sse_keepalive: Duration,
     pub stomp_max_frame_bytes: usize,
     pub outbound_queue: usize,
+    pub socket_send_buffer: Option<usize>,
     pub redis_url: Option<String>,
     pub kafka_bootstrap: Option<String>,
 }
@@ -161,6 +163,10 @@ impl Config {
             ),
             stomp_max_frame_bytes: parse_num("DISCODEIT_STOMP_MAX_FRAME_BYTES", 65536)? as usize,
             outbound_queue: parse_num("DISCODEIT_OUTBOUND_QUEUE", 1024)?.max(1) as usize,
+            socket_send_buffer: match var("DISCODEIT_SOCKET_SEND_BUFFER") {
+                Some(_) => Some(parse_num("DISCODEIT_SOCKET_SEND_BUFFER", 0)? as usize),
+                None => None,
+            },
             redis_url: var("REDIS_URL"),
             kafka_bootstrap: var("KAFKA_BOOTSTRAP_SERVERS"),
         })

@@ -31,6 +31,11 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        if let Some(size) = app.config.socket_send_buffer {
+            // A fixed, small send buffer bounds kernel memory per idle connection and makes a
+            // stalled client fill its bounded queue (and get dropped) quickly.
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
+        }
         let app = app.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {

@@ -46,7 +46,12 @@ pub async fn delete_notification(app: &App, ctx: &mut Ctx, id: Uuid) -> ApiResul
 }
 
 /// `GET /api/sse`.
+/// Unlike other endpoints, a missing token is 401 here: an EventSource client must learn
+/// that retrying without credentials is pointless.
 pub async fn sse(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {
+    if ctx.bearer().is_none() {
+        return Err(ApiError::token_not_found(None).detail("accessToken", serde_json::Value::Null));
+    }
     let caller = principal(app, ctx).await?;
     let last_id = ctx
         .header("last-event-id")
