@@ -4,14 +4,15 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { eventSource, sseStream, startServer } from '../harness.mjs';
+import { eventSource, sleep, sseStream, startServer } from '../harness.mjs';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 let server;
 let admin;
 before(async () => {
-  server = await startServer();
+  // Keep-alive every second so its test is quick (the default is 15 s).
+  server = await startServer({ env: { DISCODEIT_SSE_KEEPALIVE_SECONDS: '1' } });
   admin = await server.admin();
 });
 after(async () => {
@@ -266,5 +267,19 @@ test('logout closes the user\'s streams; the client\'s reconnect is refused with
     raw.close();
     es.close();
     other.close();
+  }
+});
+
+test('keep-alive: an idle stream gets comment lines at the configured interval', async () => {
+  const alice = await server.user('alice');
+  const s = await sseStream(server, alice.token);
+  try {
+    await s.inbox.until(named('connect'));
+    const since = Date.now();
+    await sleep(2600);
+    const pings = s.comments.filter((c) => c.at > since);
+    assert.ok(pings.length >= 1, `comments after 2.6 s idle with a 1 s interval: ${pings.length}`);
+  } finally {
+    s.close();
   }
 });
