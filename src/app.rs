@@ -5,12 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+use crate::bus::kafka::{start_consumer, Publisher};
+use crate::bus::outbox::{spawn_relay, OutboxWriter};
 use crate::bus::EventBus;
 use crate::config::Config;
 use crate::net::sse::SseHub;
 use crate::net::static_files::StaticFiles;
 use crate::net::ws::WsEndpoint;
 use crate::security::jwt::JwtCodec;
+use crate::security::redis_registry::RedisRegistry;
 use crate::security::registry::{JwtRegistry, MemoryRegistry};
 use crate::service::Services;
 use crate::store::files::FileStore;
@@ -23,13 +26,13 @@ pub struct App {
     pub web: Option<StaticFiles>,
     pub sse: Arc<SseHub>,
     pub ws: Option<WsEndpoint>,
-    ready: AtomicBool,
+    ready: Arc<AtomicBool>,
 }
 
 impl App {
     /// True once the event pipeline is consuming (multi-instance mode waits for Kafka).
     pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Acquire)
     }
 }
 
@@ -40,9 +43,11 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
     db.migrate().await?;
     let files = FileStore::new(&config.storage_dir)
         .map_err(|e| format!("storage dir {}: {e}", config.storage_dir.display()))?;
-    let memory = Arc::new(MemoryRegistry::new());
-    let registry: Arc<dyn JwtRegistry> = memory.clone();
-    let bus = EventBus::new();
+    let (registry, memory) = session_registry(&config).await?;
+    let bus = match &config.kafka_bootstrap {
+        Some(_) => EventBus::distributed(OutboxWriter::start(db.clone())),
+        None => EventBus::new(),
+    };
     let services = Arc::new(Services {
         db,
         files,
@@ -64,15 +69,48 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
         services: services.clone(),
         sse,
         ws: Some(ws),
-        ready: AtomicBool::new(true),
+        ready: start_event_pipeline(&config, &bus)?,
     });
     spawn_session_sweeper(services, memory);
     Ok(app)
 }
 
+/// Multi-instance mode: the outbox relay and this instance's Kafka consumer. Returns the
+/// readiness flag (true at once in single-instance mode, once partitions are assigned else).
+fn start_event_pipeline(config: &Arc<Config>, bus: &EventBus) -> Result<Arc<AtomicBool>, String> {
+    let Some(servers) = &config.kafka_bootstrap else {
+        return Ok(Arc::new(AtomicBool::new(true)));
+    };
+    let ready = Arc::new(AtomicBool::new(false));
+    let publisher = Arc::new(Publisher::new(config, servers)?);
+    spawn_relay(config.database_url.clone(), publisher);
+    start_consumer(config.clone(), servers.clone(), bus.clone(), ready.clone())?;
+    tracing::info!("event bus: Kafka at {servers} through the outbox");
+    Ok(ready)
+}
+
+/// The shared Redis registry when `REDIS_URL` is set, else the in-memory one (returned a
+/// second time so the sweeper can purge it; Redis expires its keys by itself).
+async fn session_registry(
+    config: &Config,
+) -> Result<(Arc<dyn JwtRegistry>, Option<Arc<MemoryRegistry>>), String> {
+    let Some(url) = &config.redis_url else {
+        let memory = Arc::new(MemoryRegistry::new());
+        return Ok((memory.clone(), Some(memory)));
+    };
+    let redis = RedisRegistry::new(url, &config.redis_key_prefix)?;
+    match redis.ping().await {
+        Ok(()) => tracing::info!("JWT registry: Redis"),
+        Err(_) => {
+            tracing::warn!("JWT registry: Redis not reachable yet; auth answers 503 until it is")
+        }
+    }
+    Ok((Arc::new(redis), None))
+}
+
 /// Every few seconds: users whose access session lapsed go offline (`users.refresh`), and
 /// old revocations are forgotten.
-fn spawn_session_sweeper(services: Arc<Services>, memory: Arc<MemoryRegistry>) {
+fn spawn_session_sweeper(services: Arc<Services>, memory: Option<Arc<MemoryRegistry>>) {
     tokio::spawn(async move {
         let mut last = chrono::Utc::now().timestamp();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
@@ -84,7 +122,9 @@ fn spawn_session_sweeper(services: Arc<Services>, memory: Arc<MemoryRegistry>) {
                     services.emit_users_refresh(u);
                 }
             }
-            memory.purge(now);
+            if let Some(m) = &memory {
+                m.purge(now);
+            }
             last = now;
         }
     });

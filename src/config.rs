@@ -33,6 +33,11 @@ Configuration comes from environment variables (defaults in brackets):
   DISCODEIT_SOCKET_SEND_BUFFER                 SO_SNDBUF per connection, bytes [unset: kernel]
   REDIS_URL                                    Redis for the JWT registry [unset: in memory]
   KAFKA_BOOTSTRAP_SERVERS                      Kafka for the event fan-out [unset: in process]
+  REDIS_KEY_PREFIX                             namespace of the registry's Redis keys [discodeit:]
+  KAFKA_TOPIC_PREFIX                           namespace of the Kafka topics [discodeit.]
+  KAFKA_TOPIC_PARTITIONS                       partitions of the message topics at creation [4]
+  KAFKA_SESSION_TIMEOUT_MS                     consumer group session timeout [6000]
+  KAFKA_HEARTBEAT_INTERVAL_MS                  consumer group heartbeat interval [1000]
   RUST_LOG                                     log filter [info]
 ";
 
@@ -60,6 +65,11 @@ pub struct Config {
     pub socket_send_buffer: Option<usize>,
     pub redis_url: Option<String>,
     pub kafka_bootstrap: Option<String>,
+    pub redis_key_prefix: String,
+    pub kafka_topic_prefix: String,
+    pub kafka_partitions: i32,
+    pub kafka_session_timeout_ms: u64,
+    pub kafka_heartbeat_interval_ms: u64,
 }
 
 /// The admin account created at start-up when neither its name nor its e-mail exists.
@@ -169,6 +179,11 @@ impl Config {
             },
             redis_url: var("REDIS_URL"),
             kafka_bootstrap: var("KAFKA_BOOTSTRAP_SERVERS"),
+            redis_key_prefix: var("REDIS_KEY_PREFIX").unwrap_or_else(|| "discodeit:".into()),
+            kafka_topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "discodeit.".into()),
+            kafka_partitions: parse_num("KAFKA_TOPIC_PARTITIONS", 4)?.clamp(1, 1024) as i32,
+            kafka_session_timeout_ms: parse_num("KAFKA_SESSION_TIMEOUT_MS", 6000)?.max(1000),
+            kafka_heartbeat_interval_ms: parse_num("KAFKA_HEARTBEAT_INTERVAL_MS", 1000)?.max(100),
         })
     }
 }

@@ -1,26 +1,54 @@
 //! The event bus: services publish [`Event`]s after commit; realtime layers subscribe.
 //!
-//! Single-instance mode delivers in process. Each subscriber has its own queue so a busy
-//! subscriber never blocks the publisher; subscribers are internal dispatchers (hub, SSE
-//! registry) that only push into bounded per-connection queues, so their queues stay short.
+//! Subscribers (the STOMP hub, the SSE hub) always receive from the local, in-process side.
+//! What feeds that side depends on the mode:
+//! - single instance: [`EventBus::publish`] delivers straight to the local subscribers;
+//! - multi instance (`KAFKA_BOOTSTRAP_SERVERS`): events go to the PostgreSQL outbox (in the
+//!   transaction of the change, see `Services::commit`), the [`outbox`] relay publishes them to
+//!   Kafka, and every instance's [`kafka`] consumer delivers them locally — so every instance
+//!   sees every event, in the same order, whichever instance produced it.
+//!
+//! Each subscriber has its own queue so a busy subscriber never blocks the publisher;
+//! subscribers are internal dispatchers that only push into bounded per-connection queues, so
+//! their queues stay short.
+
+pub mod kafka;
+pub mod outbox;
 
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::domain::Event;
+use outbox::OutboxWriter;
 
 /// A cheap-to-clone handle on the bus.
 #[derive(Clone, Default)]
 pub struct EventBus {
     subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<Event>>>>>,
+    /// Set in multi-instance mode: events leave through the outbox instead of going local.
+    outbox: Option<OutboxWriter>,
 }
 
 impl EventBus {
+    /// The single-instance bus.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Registers a subscriber; it receives every event published from now on, in order.
+    /// The multi-instance bus: `publish` appends to the outbox through `writer`.
+    pub fn distributed(writer: OutboxWriter) -> Self {
+        EventBus {
+            subscribers: Default::default(),
+            outbox: Some(writer),
+        }
+    }
+
+    /// True when events travel through the outbox and Kafka.
+    pub fn is_distributed(&self) -> bool {
+        self.outbox.is_some()
+    }
+
+    /// Registers a subscriber; it receives every event delivered from now on, in order.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<Arc<Event>> {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut subs) = self.subscribers.lock() {
@@ -29,9 +57,18 @@ impl EventBus {
         rx
     }
 
-    /// Delivers `event` to every live subscriber (dropped subscribers are forgotten).
+    /// Publishes `event` with no database change of its own (login, logout, lapses):
+    /// delivered at once in single-instance mode, or appended to the outbox in its own small
+    /// transaction (in order, retried while the database is down) in multi-instance mode.
     pub fn publish(&self, event: Event) {
-        let event = Arc::new(event);
+        match &self.outbox {
+            Some(w) => w.append(event),
+            None => self.deliver_local(Arc::new(event)),
+        }
+    }
+
+    /// Hands `event` to every live local subscriber (dropped subscribers are forgotten).
+    pub fn deliver_local(&self, event: Arc<Event>) {
         if let Ok(mut subs) = self.subscribers.lock() {
             subs.retain(|tx| tx.send(event.clone()).is_ok());
         }

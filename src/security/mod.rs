@@ -5,6 +5,7 @@ pub mod csrf;
 pub mod jwt;
 pub mod password;
 pub mod principal;
+pub mod redis_registry;
 pub mod registry;
 
 pub use principal::Principal;

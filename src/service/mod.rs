@@ -36,8 +36,15 @@ pub struct Services {
 }
 
 impl Services {
-    /// Commits `tx`, then publishes `events`: realtime pushes never precede the commit.
+    /// Commits `tx` with its `events`: realtime pushes never precede the commit. In
+    /// multi-instance mode the events are outbox rows of the same transaction (they exist
+    /// exactly when the change does); otherwise they are published after the commit.
     pub(crate) async fn commit(&self, tx: Tx<'_>, events: Vec<Event>) -> ApiResult<()> {
+        if self.bus.is_distributed() {
+            crate::bus::outbox::insert(&*tx, &events).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         tx.commit().await?;
         for e in events {
             self.bus.publish(e);

@@ -6,7 +6,10 @@ use tokio_postgres::NoTls;
 use crate::error::{ApiError, ApiResult};
 
 /// The migrations in `sql/`, applied in order, each once (tracked in `schema_migrations`).
-const MIGRATIONS: &[(&str, &str)] = &[("001_schema", include_str!("../../sql/001_schema.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("001_schema", include_str!("../../sql/001_schema.sql")),
+    ("002_outbox", include_str!("../../sql/002_outbox.sql")),
+];
 
 /// A handle on the pool.
 #[derive(Clone)]
