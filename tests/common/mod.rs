@@ -47,7 +47,10 @@ pub async fn fresh_database() -> (String, String) {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create test database");
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin);
     (format!("{base}/{name}"), name)
 }
 
@@ -77,7 +80,10 @@ impl TestServer {
             .env("DISCODEIT_ADMIN_USERNAME", ADMIN)
             .env("DISCODEIT_ADMIN_EMAIL", "admin@discodeit.test")
             .env("DISCODEIT_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -181,7 +187,12 @@ impl Api {
 
     /// `GET /api/auth/csrf-token` (sets the cookie).
     pub async fn csrf(&self) -> String {
-        let r = self.http.get(self.url("/api/auth/csrf-token")).send().await.unwrap();
+        let r = self
+            .http
+            .get(self.url("/api/auth/csrf-token"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         v["token"].as_str().unwrap().to_string()
@@ -216,21 +227,42 @@ impl Api {
     }
 
     /// `POST /api/users` as the front end sends it (JSON part as a Blob named `blob`).
-    pub async fn signup_raw(&self, username: &str, email: &str, password: &str, profile: Option<(&str, &str, Vec<u8>)>) -> Response {
+    pub async fn signup_raw(
+        &self,
+        username: &str,
+        email: &str,
+        password: &str,
+        profile: Option<(&str, &str, Vec<u8>)>,
+    ) -> Response {
         self.csrf().await;
         let mut form = Form::new().part(
             "userCreateRequest",
             json_part(&json!({"username": username, "email": email, "password": password})),
         );
         if let Some((name, ct, bytes)) = profile {
-            form = form.part("profile", Part::bytes(bytes).file_name(name.to_string()).mime_str(ct).unwrap());
+            form = form.part(
+                "profile",
+                Part::bytes(bytes)
+                    .file_name(name.to_string())
+                    .mime_str(ct)
+                    .unwrap(),
+            );
         }
-        self.req(Method::POST, "/api/users").multipart(form).send().await.unwrap()
+        self.req(Method::POST, "/api/users")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn signup(&self, username: &str) -> Value {
         let r = self
-            .signup_raw(username, &format!("{username}@example.com"), "p@ssw0rd1", None)
+            .signup_raw(
+                username,
+                &format!("{username}@example.com"),
+                "p@ssw0rd1",
+                None,
+            )
             .await;
         assert_eq!(r.status(), 201, "signup {username}");
         r.json().await.unwrap()
@@ -270,14 +302,19 @@ impl Api {
         let t = self.token.as_ref().expect("logged in");
         let payload = t.split('.').nth(1).unwrap();
         use base64::Engine;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         v["userDto"]["id"].as_str().unwrap().to_string()
     }
 
     pub async fn create_public_channel(&self, name: &str) -> Value {
         let r = self
-            .post_json("/api/channels/public", &json!({"name": name, "description": "d"}))
+            .post_json(
+                "/api/channels/public",
+                &json!({"name": name, "description": "d"}),
+            )
             .await;
         assert_eq!(r.status(), 201);
         r.json().await.unwrap()
@@ -292,15 +329,32 @@ impl Api {
     }
 
     /// `POST /api/messages` multipart with attachments `(file name, content type, bytes)`.
-    pub async fn post_message(&self, channel: &str, content: &str, files: Vec<(&str, &str, Vec<u8>)>) -> Response {
+    pub async fn post_message(
+        &self,
+        channel: &str,
+        content: &str,
+        files: Vec<(&str, &str, Vec<u8>)>,
+    ) -> Response {
         let mut form = Form::new().part(
             "messageCreateRequest",
-            json_part(&json!({"content": content, "channelId": channel, "authorId": self.user_id()})),
+            json_part(
+                &json!({"content": content, "channelId": channel, "authorId": self.user_id()}),
+            ),
         );
         for (name, ct, bytes) in files {
-            form = form.part("attachments", Part::bytes(bytes).file_name(name.to_string()).mime_str(ct).unwrap());
+            form = form.part(
+                "attachments",
+                Part::bytes(bytes)
+                    .file_name(name.to_string())
+                    .mime_str(ct)
+                    .unwrap(),
+            );
         }
-        self.req(Method::POST, "/api/messages").multipart(form).send().await.unwrap()
+        self.req(Method::POST, "/api/messages")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn send_text(&self, channel: &str, content: &str) -> Value {
@@ -325,7 +379,9 @@ pub async fn expect_error(r: Response, status: u16, code: &str) -> Value {
     assert_eq!(got, status, "status, body {body}");
     assert_eq!(body["code"], code, "code, body {body}");
     assert_eq!(body["status"], status);
-    assert!(body["timestamp"].is_string() && body["message"].is_string() && body["details"].is_object());
+    assert!(
+        body["timestamp"].is_string() && body["message"].is_string() && body["details"].is_object()
+    );
     body
 }
 
@@ -368,13 +424,20 @@ impl SseReader {
             if let Some(m) = self.pending.pop_front() {
                 return Some(m);
             }
-            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk()).await.ok()?.ok()??;
+            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk())
+                .await
+                .ok()?
+                .ok()??;
             self.pending.extend(self.parser.push(&chunk));
         }
     }
 
     /// The next event whose name is `name`, skipping others.
-    pub async fn next_named(&mut self, name: &str, timeout: Duration) -> Option<discodeit::proto::sse::SseMessage> {
+    pub async fn next_named(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+    ) -> Option<discodeit::proto::sse::SseMessage> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
@@ -384,4 +447,116 @@ impl SseReader {
             }
         }
     }
+}
+
+// ---- REST acceptance helpers (tests/rest_*.rs) ----
+
+impl TestServer {
+    /// A direct connection to this server's database, for "nothing half-written" checks.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        let admin = admin_url();
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin);
+        let (client, conn) =
+            tokio_postgres::connect(&format!("{base}/{}", self.db_name), tokio_postgres::NoTls)
+                .await
+                .expect("connect to the test database");
+        tokio::spawn(conn);
+        client
+    }
+
+    /// `SELECT count(*) …` on this server's database.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db()
+            .await
+            .query_one(sql, &[])
+            .await
+            .expect("count query")
+            .get(0)
+    }
+
+    /// Names of the files in the storage directory (temporary files included).
+    pub fn stored_files(&self) -> Vec<String> {
+        match std::fs::read_dir(&self.storage) {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl Api {
+    /// `PATCH /api/users/{id}` multipart, as the front end sends it.
+    pub async fn patch_user(
+        &self,
+        id: &str,
+        body: &Value,
+        profile: Option<(&str, &str, Vec<u8>)>,
+    ) -> Response {
+        let mut form = Form::new().part("userUpdateRequest", json_part(body));
+        if let Some((name, ct, bytes)) = profile {
+            form = form.part(
+                "profile",
+                Part::bytes(bytes)
+                    .file_name(name.to_string())
+                    .mime_str(ct)
+                    .unwrap(),
+            );
+        }
+        self.req(Method::PATCH, &format!("/api/users/{id}"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `GET /api/binaryContents/{id}` until its upload status is `SUCCESS`.
+    pub async fn wait_uploaded(&self, id: &str) -> Value {
+        eventually(10, || async move {
+            let r = self.get(&format!("/api/binaryContents/{id}")).await;
+            if r.status() != 200 {
+                return None;
+            }
+            let v: Value = r.json().await.ok()?;
+            assert_ne!(v["uploadStatus"], "FAILED", "upload failed: {v}");
+            (v["uploadStatus"] == "SUCCESS").then_some(v)
+        })
+        .await
+    }
+
+    /// The JSON body of a `GET` that must answer 200.
+    pub async fn get_ok(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+}
+
+/// `n` pseudo-random bytes (xorshift; different for each seed).
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The keys of a JSON object, sorted.
+pub fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    k.sort();
+    k
 }
