@@ -227,6 +227,9 @@ pub fn start_consumer(
     let group = format!("discodeit-{}", config.instance_id);
     let consumer: StreamConsumer = base_config(&config, &servers)
         .set("group.id", &group)
+        // Static membership: after a lost session (e.g. the broker paused) the instance
+        // rejoins as itself instead of waiting for its old member to expire.
+        .set("group.instance.id", &config.instance_id)
         .set("auto.offset.reset", "latest")
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")

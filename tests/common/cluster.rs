@@ -1,0 +1,450 @@
+//! Multi-instance harness: a private tansu (Kafka protocol) broker, three `discodeit`
+//! instances on one fresh database sharing Redis, and Debian's nginx running the deployment's
+//! own config (`nginx/templates`, rendered by `nginx/render.sh` for 127.0.0.1).
+//!
+//! One cluster per test binary ([`Cluster::shared`]); tests share it and use their own users
+//! and channels. Every process gets its own process group, and a watchdog shell kills those
+//! groups when the test process exits, however it exits.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{free_port, fresh_database, Api, ADMIN, ADMIN_PASSWORD, SECRET};
+
+/// One spawned process (its own process group).
+pub struct Proc {
+    pub pid: u32,
+    child: Mutex<Child>,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command, log: &Path) -> Proc {
+        use std::os::unix::process::CommandExt;
+        let out = std::fs::File::create(log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        Proc {
+            pid: child.id(),
+            child: Mutex::new(child),
+        }
+    }
+
+    /// Sends a signal by name (`KILL`, `STOP`, `CONT`) to the process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid.to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig} {}", self.pid);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&self) {
+        if let Ok(mut c) = self.child.lock() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn alive(&self) -> bool {
+        self.child
+            .lock()
+            .map(|mut c| matches!(c.try_wait(), Ok(None)))
+            .unwrap_or(false)
+    }
+}
+
+/// One discodeit instance.
+pub struct Instance {
+    pub name: String,
+    pub base: String,
+    pub port: u16,
+    pub proc: Proc,
+}
+
+impl Instance {
+    pub fn client(&self) -> Api {
+        Api::new(&self.base)
+    }
+}
+
+/// A running nginx in front of the instances.
+pub struct Nginx {
+    pub base: String,
+    pub port: u16,
+    pub proc: Proc,
+}
+
+/// The whole cluster.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub instances: Vec<Instance>,
+    pub nginx: Nginx,
+    pub tansu: Proc,
+    pub kafka: String,
+    pub db_url: String,
+    pub db_name: String,
+    pids: Mutex<Vec<u32>>,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Installs what the harness needs (idempotent, via scripts/lib.sh) and returns the tansu path.
+fn ensure_tools() -> PathBuf {
+    let out = Command::new("bash")
+        .current_dir(repo())
+        .args([
+            "-c",
+            "source scripts/lib.sh && ensure_tansu >&2 && \
+             { command -v nginx >/dev/null && command -v envsubst >/dev/null || \
+               ensure_debs nginx-light gettext-base >&2; } && echo \"$DISCODEIT_DATA/bin/tansu\"",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("bash scripts/lib.sh");
+    assert!(out.status.success(), "installing tansu / nginx failed");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+async fn wait_port(port: u16, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "port {port} did not open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_healthy(base: &str, secs: u64) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/actuator/health")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{base} did not become healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+static SHARED: tokio::sync::OnceCell<Cluster> = tokio::sync::OnceCell::const_new();
+
+impl Cluster {
+    /// The cluster of this test binary, started on first use.
+    pub async fn shared() -> &'static Cluster {
+        SHARED.get_or_init(Cluster::start).await
+    }
+
+    /// Starts tansu, three instances and a round-robin nginx.
+    pub async fn start() -> Cluster {
+        let t0 = Instant::now();
+        let tansu_bin = ensure_tools();
+        let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        let dir = std::env::temp_dir().join(format!("discodeit-cluster-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        eprintln!("cluster {id}: logs in {}", dir.display());
+
+        let kafka_port = free_port();
+        let kafka = format!("127.0.0.1:{kafka_port}");
+        let tansu = Proc::spawn(
+            Command::new(&tansu_bin).args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://{kafka}"),
+                "--advertised-listener-url",
+                &format!("tcp://{kafka}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ]),
+            &dir.join("tansu.log"),
+        );
+        let mut cluster_pids = vec![tansu.pid];
+        let watchdog_file = dir.join("pids");
+        spawn_watchdog(&watchdog_file);
+        std::fs::write(&watchdog_file, format!("{}\n", tansu.pid)).unwrap();
+        wait_port(kafka_port, 30).await;
+
+        let (db_url, db_name) = fresh_database().await;
+        let redis =
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379/".into());
+        let mut instances = Vec::new();
+        for name in ["a", "b", "c"] {
+            let port = free_port();
+            let storage = dir.join(format!("storage-{name}"));
+            let proc = Proc::spawn(
+                Command::new(env!("CARGO_BIN_EXE_discodeit"))
+                    .env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    .env("DATABASE_URL", &db_url)
+                    .env("DATABASE_POOL_SIZE", "8")
+                    .env("SECURITY_JWT_SECRET", SECRET)
+                    .env("DISCODEIT_ADDR", format!("127.0.0.1:{port}"))
+                    .env("DISCODEIT_STORAGE_DIR", &storage)
+                    .env("DISCODEIT_INSTANCE_ID", format!("{id}-{name}"))
+                    .env("DISCODEIT_ADMIN_USERNAME", ADMIN)
+                    .env("DISCODEIT_ADMIN_EMAIL", "admin@discodeit.test")
+                    .env("DISCODEIT_ADMIN_PASSWORD", ADMIN_PASSWORD)
+                    .env("REDIS_URL", &redis)
+                    .env("REDIS_KEY_PREFIX", format!("dtest:{id}:"))
+                    .env("KAFKA_BOOTSTRAP_SERVERS", &kafka)
+                    .env("KAFKA_TOPIC_PREFIX", format!("dtest.{id}."))
+                    .env(
+                        "RUST_LOG",
+                        std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+                    ),
+                &dir.join(format!("{name}.log")),
+            );
+            cluster_pids.push(proc.pid);
+            instances.push(Instance {
+                name: name.to_string(),
+                base: format!("http://127.0.0.1:{port}"),
+                port,
+                proc,
+            });
+            // The admin bootstrap of the first instance must not race the others': it is
+            // done once the instance listens.
+            if name == "a" {
+                wait_port(port, 60).await;
+            }
+        }
+        std::fs::write(
+            &watchdog_file,
+            cluster_pids
+                .iter()
+                .map(|p| format!("{p}\n"))
+                .collect::<String>(),
+        )
+        .unwrap();
+        for i in &instances {
+            wait_healthy(&i.base, 60).await;
+        }
+        let mut cluster = Cluster {
+            dir,
+            nginx: Nginx {
+                base: String::new(),
+                port: 0,
+                proc: Proc {
+                    pid: 0,
+                    child: Mutex::new(Command::new("true").spawn().unwrap()),
+                },
+            },
+            instances,
+            tansu,
+            kafka,
+            db_url,
+            db_name,
+            pids: Mutex::new(cluster_pids),
+        };
+        cluster.nginx = cluster.start_nginx("round_robin", &[]).await;
+        eprintln!(
+            "cluster {id}: ready in {:.1}s (nginx {}, instances {})",
+            t0.elapsed().as_secs_f64(),
+            cluster.nginx.base,
+            cluster
+                .instances
+                .iter()
+                .map(|i| i.base.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        cluster
+    }
+
+    /// Another nginx in front of the same instances, with `strategy` (`round_robin`,
+    /// `least_conn`, `ip_hash`, `weight`) and extra environment for the render script.
+    pub async fn start_nginx(&self, strategy: &str, env: &[(&str, &str)]) -> Nginx {
+        let port = free_port();
+        let dir = self.dir.join(format!("nginx-{port}"));
+        std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+        let servers: Vec<String> = self
+            .instances
+            .iter()
+            .map(|i| format!("127.0.0.1:{}", i.port))
+            .collect();
+        let web = repo().join("web/dist");
+        let web_root = if web.join("index.html").exists() {
+            web
+        } else {
+            let w = dir.join("web");
+            std::fs::create_dir_all(&w).unwrap();
+            std::fs::write(
+                w.join("index.html"),
+                "<!doctype html><title>discodeit</title>",
+            )
+            .unwrap();
+            w
+        };
+        let mut render = Command::new("sh");
+        render
+            .arg(repo().join("nginx/render.sh"))
+            .arg(dir.join("conf.d/default.conf"))
+            .env("LB_STRATEGY", strategy)
+            .env("BACKEND_SERVERS", servers.join(" "))
+            .env("NGINX_PORT", format!("127.0.0.1:{port}"))
+            .env("NGINX_WEB_ROOT", &web_root);
+        for (k, v) in env {
+            render.env(k, v);
+        }
+        let ok = render.status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok, "nginx/render.sh failed");
+        let d = dir.display();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            format!(
+                "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+                 events {{ worker_connections 4096; }}\n\
+                 http {{\n  include /etc/nginx/mime.types;\n  default_type application/octet-stream;\n  \
+                 access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+                 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
+                 include {d}/conf.d/*.conf;\n}}\n"
+            ),
+        )
+        .unwrap();
+        let proc = Proc::spawn(
+            Command::new("nginx").args([
+                "-p",
+                &d.to_string(),
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-e",
+                &format!("{d}/error.log"),
+            ]),
+            &dir.join("nginx.out"),
+        );
+        self.track(proc.pid);
+        wait_port(port, 10).await;
+        Nginx {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            proc,
+        }
+    }
+
+    fn track(&self, pid: u32) {
+        if let Ok(mut pids) = self.pids.lock() {
+            pids.push(pid);
+            let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
+            let _ = std::fs::write(self.dir.join("pids"), text);
+        }
+    }
+
+    /// Instance by index: 0 = A, 1 = B, 2 = C.
+    pub fn at(&self, i: usize) -> &Instance {
+        &self.instances[i]
+    }
+
+    /// Which instance a `X-Upstream-Addr` value names.
+    pub fn instance_of(&self, upstream: &str) -> Option<&Instance> {
+        let last = upstream.rsplit(',').next()?.trim();
+        self.instances
+            .iter()
+            .find(|i| last == format!("127.0.0.1:{}", i.port))
+    }
+}
+
+/// Kills every process group listed in `pids` once this test process is gone.
+fn spawn_watchdog(pids: &Path) {
+    use std::os::unix::process::CommandExt;
+    let me = std::process::id();
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; \
+         for p in $(cat '{}' 2>/dev/null); do kill -9 -- -$p 2>/dev/null; done",
+        pids.display()
+    );
+    let _ = Command::new("bash")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+}
+
+/// An SSE client that reconnects (with `Last-Event-ID`) whenever its stream ends, like the
+/// browser's EventSource; `base` can be nginx, so a reconnect may land on another instance.
+pub struct ResilientSse {
+    pub api: Api,
+    pub last_id: Option<String>,
+    pub reconnects: usize,
+    reader: Option<super::SseReader>,
+}
+
+impl ResilientSse {
+    pub fn new(api: Api) -> Self {
+        ResilientSse {
+            api,
+            last_id: None,
+            reconnects: 0,
+            reader: None,
+        }
+    }
+
+    async fn connect(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut req = self
+                .api
+                .req(reqwest::Method::GET, "/api/sse")
+                .header("accept", "text/event-stream");
+            if let Some(id) = &self.last_id {
+                req = req.header("last-event-id", id);
+            }
+            if let Ok(r) = req.send().await {
+                if r.status() == 200 {
+                    self.reader = Some(super::SseReader::new(r));
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "SSE reconnect failed for 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The next event named `name`; `None` after `timeout` without one.
+    pub async fn next_named(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+    ) -> Option<discodeit::proto::sse::SseMessage> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.reader.is_none() {
+                self.connect().await;
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let reader = self.reader.as_mut()?;
+            match tokio::time::timeout(left, reader.next(left)).await {
+                Ok(Some(m)) => {
+                    if m.id.is_some() {
+                        self.last_id = m.id.clone();
+                    }
+                    if m.event.as_deref() == Some(name) {
+                        return Some(m);
+                    }
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    // The stream ended (its instance died): reconnect where nginx sends us.
+                    self.reader = None;
+                    self.reconnects += 1;
+                }
+                _ => return None,
+            }
+        }
+    }
+}

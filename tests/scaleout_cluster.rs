@@ -1,0 +1,282 @@
+//! Scale-out acceptance on the shared three-instance cluster (tests/common/cluster.rs):
+//! SSE fan-out across instances, replay on another instance, logout revocation everywhere,
+//! and nginx (the deployment's own config) in front: X-Upstream-Addr and the strategies.
+
+#[path = "common/cluster.rs"]
+mod cluster;
+mod common;
+
+use cluster::Cluster;
+use common::*;
+use reqwest::Method;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// The same user's client pointed at another base URL (same cookies and token).
+fn via(api: &Api, base: &str) -> Api {
+    let mut other = api.clone();
+    other.base = base.to_string();
+    other
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}{}", &uuid::Uuid::new_v4().simple().to_string()[..6])
+}
+
+async fn open_sse(api: &Api, last_id: Option<&str>) -> SseReader {
+    let mut req = api
+        .req(Method::GET, "/api/sse")
+        .header("accept", "text/event-stream");
+    if let Some(id) = last_id {
+        req = req.header("last-event-id", id);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200, "GET /api/sse");
+    let mut sse = SseReader::new(r);
+    let connect = sse
+        .next(Duration::from_secs(5))
+        .await
+        .expect("connect event");
+    assert_eq!(connect.event.as_deref(), Some("connect"));
+    sse
+}
+
+/// Next event named `name` whose data contains `needle`.
+async fn expect_event(
+    sse: &mut SseReader,
+    name: &str,
+    needle: &str,
+) -> discodeit::proto::sse::SseMessage {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = sse
+            .next_named(name, left)
+            .await
+            .unwrap_or_else(|| panic!("no {name} event containing {needle}"));
+        if m.data.contains(needle) {
+            return m;
+        }
+    }
+}
+
+#[tokio::test]
+async fn sse_clients_receive_events_produced_on_other_instances() {
+    let c = Cluster::shared().await;
+    let (a, b, cc) = (&c.at(0).base, &c.at(1).base, &c.at(2).base);
+    let mut u1 = Api::new(a);
+    let n1 = unique("sseone");
+    let user1 = u1.register(&n1).await;
+    let mut sse = open_sse(&u1, None).await;
+
+    // A second user signs up and logs in on B: users.refresh for everyone.
+    let mut u2 = Api::new(b);
+    let n2 = unique("ssetwo");
+    let user2 = u2.register(&n2).await;
+    let id2 = user2["id"].as_str().unwrap();
+    expect_event(&mut sse, "users.refresh", id2).await;
+
+    // On B they open a private channel with user 1: channels.refresh for its members.
+    let channel = u2
+        .create_private_channel(&[user1["id"].as_str().unwrap(), id2])
+        .await;
+    let ch = channel["id"].as_str().unwrap();
+    expect_event(&mut sse, "channels.refresh", ch).await;
+
+    // On C they post: user 1 (whose stream is on A) gets the notification.
+    let on_c = via(&u2, cc);
+    let text = unique("hello from C ");
+    on_c.send_text(ch, &text).await;
+    let note = expect_event(&mut sse, "notifications", &text).await;
+    assert!(note.id.is_some(), "notifications carry an event id");
+}
+
+#[tokio::test]
+async fn sse_reconnect_to_another_instance_replays_without_gap() {
+    let c = Cluster::shared().await;
+    let mut u1 = Api::new(&c.at(0).base);
+    let user1 = u1.register(&unique("replayone")).await;
+    let mut u2 = Api::new(&c.at(1).base);
+    let user2 = u2.register(&unique("replaytwo")).await;
+    let channel = u2
+        .create_private_channel(&[user1["id"].as_str().unwrap(), user2["id"].as_str().unwrap()])
+        .await;
+    let ch = channel["id"].as_str().unwrap();
+
+    let mut sse = open_sse(&u1, None).await;
+    u2.send_text(ch, "replay-0").await;
+    let first = expect_event(&mut sse, "notifications", "replay-0").await;
+    let last_id = first.id.clone().expect("event id");
+    drop(sse);
+
+    // While user 1 is away, messages keep coming (posted on B).
+    for i in 1..=5 {
+        u2.send_text(ch, &format!("replay-{i}")).await;
+    }
+    // User 1 comes back on C with the last id it saw: everything after it, in order.
+    let on_c = via(&u1, &c.at(2).base);
+    // Give C the moment Kafka needs to have those events (a reconnect in real life takes
+    // longer than that anyway); without it they would arrive live, which proves less.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut sse = open_sse(&on_c, Some(&last_id)).await;
+    u2.send_text(ch, "replay-6").await;
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        let m = sse
+            .next_named("notifications", Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("stream ended after {got:?}"));
+        let v: Value = serde_json::from_str(&m.data).unwrap();
+        got.push(v["content"].as_str().unwrap().to_string());
+    }
+    let want: Vec<String> = (1..=6).map(|i| format!("replay-{i}")).collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn logout_on_one_instance_revokes_everywhere_within_a_second() {
+    let c = Cluster::shared().await;
+    let mut on_a = Api::new(&c.at(0).base);
+    on_a.register(&unique("revoked")).await;
+    let on_b = via(&on_a, &c.at(1).base);
+    let on_c = via(&on_a, &c.at(2).base);
+    assert_eq!(on_b.get("/api/users").await.status(), 200);
+    let mut stream_on_c = open_sse(&on_c, None).await;
+
+    let r = on_a
+        .req(Method::POST, "/api/auth/logout")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "logout {}", r.status());
+    let t0 = Instant::now();
+    for api in [&on_b, &on_c] {
+        loop {
+            if api.get("/api/users").await.status() == 401 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(1),
+                "token still accepted on {}",
+                api.base
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The live stream on C is closed by the revocation event (not by a timeout).
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while stream_on_c.next(Duration::from_secs(5)).await.is_some() {}
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "SSE stream on C still open 5 s after logout"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}
+
+/// `n` sequential requests through `nginx`; how many each instance answered.
+async fn spread(c: &Cluster, base: &str, n: usize) -> HashMap<String, usize> {
+    let http = reqwest::Client::new();
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        let r = http
+            .get(format!("{base}/api/auth/csrf-token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let upstream = r.headers()["x-upstream-addr"].to_str().unwrap().to_string();
+        let inst = c
+            .instance_of(&upstream)
+            .unwrap_or_else(|| panic!("unknown upstream {upstream}"));
+        *counts.entry(inst.name.clone()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn nginx_routes_api_and_web_and_names_the_upstream() {
+    let c = Cluster::shared().await;
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("{}/actuator/health", c.nginx.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(c
+        .instance_of(r.headers()["x-upstream-addr"].to_str().unwrap())
+        .is_some());
+    // An API error still names the upstream (`always`).
+    let r = http
+        .get(format!("{}/api/users", c.nginx.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().contains_key("x-upstream-addr"));
+    // Everything else is the web client, with SPA fallback.
+    let r = http
+        .get(format!("{}/channels/some/deep/link", c.nginx.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .to_lowercase()
+        .contains("<!doctype html"));
+    // A whole REST flow through nginx.
+    let mut api = Api::new(&c.nginx.base);
+    api.register(&unique("vianginx")).await;
+    assert_eq!(api.get("/api/users").await.status(), 200);
+}
+
+#[tokio::test]
+async fn nginx_strategies_spread_requests_as_configured() {
+    let c = Cluster::shared().await;
+    let rr = c.start_nginx("round_robin", &[]).await;
+    let counts = spread(c, &rr.base, 30).await;
+    assert_eq!(
+        counts.len(),
+        3,
+        "round robin uses every instance: {counts:?}"
+    );
+    assert!(
+        counts.values().all(|&n| n == 10),
+        "round robin is even: {counts:?}"
+    );
+
+    let ip = c.start_nginx("ip_hash", &[]).await;
+    let counts = spread(c, &ip.base, 30).await;
+    assert_eq!(
+        counts.len(),
+        1,
+        "ip_hash keeps one client on one instance: {counts:?}"
+    );
+
+    let weighted = c
+        .start_nginx("weight", &[("BACKEND_WEIGHTS", "3 2 1")])
+        .await;
+    let counts = spread(c, &weighted.base, 60).await;
+    assert_eq!(
+        (counts.get("a"), counts.get("b"), counts.get("c")),
+        (Some(&30), Some(&20), Some(&10)),
+        "weights 3:2:1"
+    );
+
+    let lc = c.start_nginx("least_conn", &[]).await;
+    let counts = spread(c, &lc.base, 30).await;
+    assert_eq!(
+        counts.len(),
+        3,
+        "least_conn with idle instances spreads: {counts:?}"
+    );
+    for n in [rr, ip, weighted, lc] {
+        n.proc.kill();
+    }
+}
