@@ -271,6 +271,27 @@ async fn oversize_uploads_are_413_and_write_nothing() {
         "MaxUploadSizeExceededException",
     )
     .await;
+    // Far over the limit (the client is still sending when the server has decided): the
+    // client still gets to read the 413, for multipart and for JSON bodies alike.
+    let huge = vec![(
+        "huge.bin",
+        "application/octet-stream",
+        vec![7u8; 32 * 1024 * 1024],
+    )];
+    expect_4xx(
+        alice.post_message(&general, "huge", huge).await,
+        413,
+        "MaxUploadSizeExceededException",
+    )
+    .await;
+    let long = "x".repeat(32 * 1024 * 1024);
+    let r = admin
+        .post_json(
+            "/api/channels/public",
+            &json!({"name": "big", "description": long}),
+        )
+        .await;
+    expect_4xx(r, 413, "MaxUploadSizeExceededException").await;
     // A too-large new profile: the user keeps the old (none).
     let r = alice
         .patch_user(

@@ -3,10 +3,13 @@
 //! plain field with any content type.
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
 use serde::de::DeserializeOwned;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 
-use super::request::{parse_json, Ctx};
+use super::request::{drain, parse_json, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::service::Upload;
 
@@ -39,21 +42,22 @@ impl Form {
                 .whole_stream(max_request as u64)
                 .per_field(max_file as u64),
         );
-        let mut mp = multer::Multipart::with_constraints(body.into_data_stream(), boundary, limits);
+        let slot = Arc::new(Mutex::new(Some(body)));
+        let mut mp = multer::Multipart::with_constraints(BodySlot(slot.clone()), boundary, limits);
         let mut parts = Vec::new();
         loop {
             let field = match mp.next_field().await {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
-                Err(e) => return Err(map_err(e, max_file, max_request)),
+                Err(e) => return Err(refuse(e, slot, max_file, max_request).await),
             };
             let name = field.name().unwrap_or_default().to_string();
             let file_name = field.file_name().map(str::to_string);
             let content_type = field.content_type().map(|m| m.to_string());
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| map_err(e, max_file, max_request))?;
+            let bytes = match field.bytes().await {
+                Ok(b) => b,
+                Err(e) => return Err(refuse(e, slot, max_file, max_request).await),
+            };
             parts.push(Part {
                 name,
                 file_name,
@@ -101,10 +105,48 @@ impl Form {
     }
 }
 
-fn map_err(e: multer::Error, max_file: usize, max_request: usize) -> ApiError {
-    match e {
-        multer::Error::FieldSizeExceeded { .. } => ApiError::payload_too_large(max_file),
-        multer::Error::StreamSizeExceeded { .. } => ApiError::payload_too_large(max_request),
-        other => ApiError::invalid_request(format!("malformed multipart body: {other}")),
+/// The error for a multer failure; for a size limit the rest of the body is drained first, so
+/// the client reads the 413 instead of a reset connection.
+async fn refuse(
+    e: multer::Error,
+    slot: Arc<Mutex<Option<Incoming>>>,
+    max_file: usize,
+    max_request: usize,
+) -> ApiError {
+    let limit = match e {
+        multer::Error::FieldSizeExceeded { .. } => max_file,
+        multer::Error::StreamSizeExceeded { .. } => max_request,
+        other => return ApiError::invalid_request(format!("malformed multipart body: {other}")),
+    };
+    let rest = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(body) = rest {
+        drain(body).await;
+    }
+    ApiError::payload_too_large(limit)
+}
+
+/// The request body as multer's data stream, kept in a shared slot so it can be taken back
+/// (and drained) after multer gives up on it.
+struct BodySlot(Arc<Mutex<Option<Incoming>>>);
+
+impl futures_util::Stream for BodySlot {
+    type Item = Result<Bytes, hyper::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(body) = slot.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+                None => return Poll::Ready(None),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                }
+            }
+        }
     }
 }

@@ -96,15 +96,16 @@ impl Ctx {
 
     /// The whole body, at most `limit` bytes (413 beyond).
     pub async fn body_bytes(&mut self, limit: usize) -> ApiResult<Bytes> {
-        let Some(body) = self.body.take() else {
+        let Some(mut body) = self.body.take() else {
             return Ok(Bytes::new());
         };
-        match Limited::new(body, limit).collect().await {
+        match Limited::new(&mut body, limit).collect().await {
             Ok(c) => Ok(c.to_bytes()),
             Err(e)
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
+                drain(body).await;
                 Err(ApiError::payload_too_large(limit))
             }
             Err(e) => Err(ApiError::invalid_request(format!(
@@ -118,6 +119,28 @@ impl Ctx {
         let bytes = self.body_bytes(1024 * 1024).await?;
         parse_json(&bytes)
     }
+}
+
+/// At most this much of a refused body is read and discarded (see [`drain`]).
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// And for at most this long.
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads and discards the rest of a body refused as too large. Answering while the client is
+/// still sending makes the connection close with unread data, and the client then sees a reset
+/// instead of the 413; reading the rest (bounded) lets it finish and read the error.
+pub async fn drain(mut body: Incoming) {
+    let discard = async {
+        let mut left = DRAIN_MAX_BYTES;
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            if n >= left {
+                break;
+            }
+            left -= n;
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, discard).await;
 }
 
 /// Parses JSON; errors become 400 `INVALID_REQUEST` with serde's reason.
