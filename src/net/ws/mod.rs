@@ -1,4 +1,10 @@
 //! `/ws`: SockJS transports and raw WebSocket carrying STOMP (in progress).
+//!
+//! - [`outbox`]: the bounded per-connection queue and its close signal;
+//! - [`hub`]: subscriptions and connections, fan-out of bus events (encoded once).
+
+pub mod hub;
+pub mod outbox;
 
 use hyper::body::Incoming;
 use std::net::SocketAddr;
