@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{free_port, fresh_database, Api, ADMIN, ADMIN_PASSWORD, SECRET};
+use crate::common::{free_port, fresh_database, Api, SseReader, ADMIN, ADMIN_PASSWORD, SECRET};
 
 /// One spawned process (its own process group).
 pub struct Proc {
@@ -153,6 +153,12 @@ impl Cluster {
 
     /// Starts tansu, three instances and a round-robin nginx.
     pub async fn start() -> Cluster {
+        Self::start_with(3, true).await
+    }
+
+    /// Starts `count` instances (named a, b, c, ...); with `shared_state` false they run the
+    /// single-instance design (in-memory registry, in-process bus; tansu runs unused).
+    pub async fn start_with(count: usize, shared_state: bool) -> Cluster {
         let t0 = Instant::now();
         let tansu_bin = ensure_tools();
         let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
@@ -184,13 +190,19 @@ impl Cluster {
         let redis =
             std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379/".into());
         let mut instances = Vec::new();
-        for name in ["a", "b", "c"] {
+        for name in ["a", "b", "c", "d", "e"].into_iter().take(count) {
             let port = free_port();
             let storage = dir.join(format!("storage-{name}"));
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_discodeit"));
+            cmd.env_clear();
+            if shared_state {
+                cmd.env("KAFKA_BOOTSTRAP_SERVERS", &kafka)
+                    .env("KAFKA_TOPIC_PREFIX", format!("dtest.{id}."))
+                    .env("REDIS_URL", &redis)
+                    .env("REDIS_KEY_PREFIX", format!("dtest:{id}:"));
+            }
             let proc = Proc::spawn(
-                Command::new(env!("CARGO_BIN_EXE_discodeit"))
-                    .env_clear()
-                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
                     .env("DATABASE_URL", &db_url)
                     .env("DATABASE_POOL_SIZE", "8")
                     .env("SECURITY_JWT_SECRET", SECRET)
@@ -200,10 +212,6 @@ impl Cluster {
                     .env("DISCODEIT_ADMIN_USERNAME", ADMIN)
                     .env("DISCODEIT_ADMIN_EMAIL", "admin@discodeit.test")
                     .env("DISCODEIT_ADMIN_PASSWORD", ADMIN_PASSWORD)
-                    .env("REDIS_URL", &redis)
-                    .env("REDIS_KEY_PREFIX", format!("dtest:{id}:"))
-                    .env("KAFKA_BOOTSTRAP_SERVERS", &kafka)
-                    .env("KAFKA_TOPIC_PREFIX", format!("dtest.{id}."))
                     .env(
                         "RUST_LOG",
                         std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -344,6 +352,15 @@ impl Cluster {
         }
     }
 
+    /// Kills every process of the cluster (for benchmarks that start several in a row).
+    pub fn shutdown(&self) {
+        self.nginx.proc.kill();
+        for i in &self.instances {
+            i.proc.kill();
+        }
+        self.tansu.kill();
+    }
+
     /// Instance by index: 0 = A, 1 = B, 2 = C.
     pub fn at(&self, i: usize) -> &Instance {
         &self.instances[i]
@@ -382,7 +399,7 @@ pub struct ResilientSse {
     pub api: Api,
     pub last_id: Option<String>,
     pub reconnects: usize,
-    reader: Option<super::SseReader>,
+    reader: Option<SseReader>,
 }
 
 impl ResilientSse {
@@ -407,7 +424,7 @@ impl ResilientSse {
             }
             if let Ok(r) = req.send().await {
                 if r.status() == 200 {
-                    self.reader = Some(super::SseReader::new(r));
+                    self.reader = Some(SseReader::new(r));
                     return;
                 }
             }
