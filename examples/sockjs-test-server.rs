@@ -1,0 +1,160 @@
+//! The SockJS conformance test server: the services the official sockjs-protocol suite
+//! expects, on the same session and transport machinery `/ws` uses.
+//!
+//! ```text
+//! cargo run --example sockjs-test-server -- --port 8081
+//! SOCKJS_URL=http://localhost:8081 python sockjs-protocol.py
+//! ```
+//!
+//! - `/echo`: echoes every message;
+//! - `/close`: closes every session right after it opens (`c[3000,"Go away!"]`);
+//! - `/disabled_websocket_echo`: echo without the WebSocket transports;
+//! - `/cookie_needed_echo`: echo with `cookie_needed` and the `JSESSIONID` cookie.
+//!
+//! JSONP is on and streaming responses end after 4096 bytes, as the suite requires.
+
+use discodeit::net::response::{self, Resp};
+use discodeit::net::ws::outbox::CloseReason;
+use discodeit::net::ws::sockjs::{Service, SessionIo, SockJsOptions, SockJsServer};
+use http::StatusCode;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Sends every message back.
+struct Echo;
+
+impl Service for Echo {
+    fn start(&self, mut io: SessionIo) {
+        tokio::spawn(async move {
+            while let Some(message) = io.inbound.recv().await {
+                if !io.outbox.push_bytes(&message) {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// Closes every session at once.
+struct Close;
+
+impl Service for Close {
+    fn start(&self, io: SessionIo) {
+        io.outbox.close(CloseReason::new(3000, "Go away!"));
+    }
+}
+
+/// The mounted endpoints, longest prefix first.
+struct Endpoints(Vec<(&'static str, SockJsServer)>);
+
+impl Endpoints {
+    fn new() -> Self {
+        let base = SockJsOptions {
+            jsonp: true,
+            streaming_limit: 4096,
+            ..SockJsOptions::default()
+        };
+        let echo = || -> Arc<dyn Service> { Arc::new(Echo) };
+        Endpoints(vec![
+            (
+                "/disabled_websocket_echo",
+                SockJsServer::new(
+                    SockJsOptions {
+                        websocket: false,
+                        ..base.clone()
+                    },
+                    echo(),
+                ),
+            ),
+            (
+                "/cookie_needed_echo",
+                SockJsServer::new(
+                    SockJsOptions {
+                        cookie_needed: true,
+                        jsessionid: true,
+                        ..base.clone()
+                    },
+                    echo(),
+                ),
+            ),
+            ("/close", SockJsServer::new(base.clone(), Arc::new(Close))),
+            ("/echo", SockJsServer::new(base, echo())),
+        ])
+    }
+
+    async fn handle(&self, req: http::Request<hyper::body::Incoming>) -> Resp {
+        let path = req.uri().path().to_string();
+        for (prefix, server) in &self.0 {
+            if let Some(rest) = path.strip_prefix(prefix) {
+                if rest.is_empty() || rest.starts_with('/') {
+                    return server.handle(req, rest).await;
+                }
+            }
+        }
+        response::with_body(
+            StatusCode::NOT_FOUND,
+            "text/plain;charset=UTF-8",
+            "Not found",
+        )
+    }
+}
+
+fn port_from_args() -> Result<u16, String> {
+    let mut args = std::env::args().skip(1);
+    let mut port = 8081;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--port" | "-p" => {
+                let v = args.next().ok_or("--port needs a value")?;
+                port = v.parse().map_err(|_| format!("invalid port {v:?}"))?;
+            }
+            "--help" | "-h" => {
+                println!("Usage: sockjs-test-server [--port 8081]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(port)
+}
+
+#[tokio::main]
+async fn main() {
+    let port = match port_from_args() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let listener = match TcpListener::bind(("0.0.0.0", port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on port {port}: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("SockJS test server on http://localhost:{port}");
+    let endpoints = Arc::new(Endpoints::new());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let endpoints = endpoints.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let endpoints = endpoints.clone();
+                async move { Ok::<_, Infallible>(endpoints.handle(req).await) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await;
+        });
+    }
+}
