@@ -14,18 +14,25 @@ const QUIET: Duration = Duration::from_millis(400);
 
 async fn open(api: &Api, last_id: Option<(&str, &str)>) -> SseReader {
     let mut path = "/api/sse".to_string();
-    let mut req = api.req(Method::GET, &path).header("accept", "text/event-stream");
+    let mut req = api
+        .req(Method::GET, &path)
+        .header("accept", "text/event-stream");
     match last_id {
         Some(("header", id)) => req = req.header("Last-Event-ID", id),
         Some((param, id)) => {
             path = format!("/api/sse?{param}={id}");
-            req = api.req(Method::GET, &path).header("accept", "text/event-stream");
+            req = api
+                .req(Method::GET, &path)
+                .header("accept", "text/event-stream");
         }
         None => {}
     }
     let r = req.send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     assert_eq!(r.headers()["cache-control"], "no-cache");
     assert_eq!(r.headers()["x-accel-buffering"], "no");
     let mut s = SseReader::new(r);
@@ -40,7 +47,9 @@ async fn pair(server: &TestServer) -> (Api, Api, String) {
     let mut b = server.client();
     a.register("alice").await;
     b.register("bob").await;
-    let ch = a.create_private_channel(&[&a.user_id(), &b.user_id()]).await;
+    let ch = a
+        .create_private_channel(&[&a.user_id(), &b.user_id()])
+        .await;
     (a, b, ch["id"].as_str().unwrap().to_string())
 }
 
@@ -53,7 +62,10 @@ async fn notifications_reach_every_stream_of_the_receiver_only() {
     let mut a1 = open(&a, None).await;
     let msg = a.send_text(&ch, "hello bob").await;
     for s in [&mut b1, &mut b2] {
-        let ev = s.next_named("notifications", WAIT).await.expect("notification");
+        let ev = s
+            .next_named("notifications", WAIT)
+            .await
+            .expect("notification");
         let n: Value = serde_json::from_str(&ev.data).unwrap();
         assert_eq!(n["receiverId"], b.user_id());
         assert_eq!(n["title"], "alice");
@@ -62,7 +74,10 @@ async fn notifications_reach_every_stream_of_the_receiver_only() {
         assert_eq!(n["targetId"], msg["channelId"]);
         assert!(ev.id.is_some());
     }
-    assert!(a1.next_named("notifications", QUIET).await.is_none(), "author got a notification");
+    assert!(
+        a1.next_named("notifications", QUIET).await.is_none(),
+        "author got a notification"
+    );
 }
 
 #[tokio::test]
@@ -84,17 +99,26 @@ async fn rest_actions_produce_the_four_events_with_their_audiences() {
         assert_eq!(v, json!({"channelId": public["id"]}));
     }
     // A private channel → only its participants, with the full ChannelDto.
-    let private = a.create_private_channel(&[&a.user_id(), &b.user_id()]).await;
+    let private = a
+        .create_private_channel(&[&a.user_id(), &b.user_id()])
+        .await;
     let ev = sa.next_named("channels.refresh", WAIT).await.unwrap();
     let v: Value = serde_json::from_str(&ev.data).unwrap();
     assert_eq!(v["id"], private["id"]);
     assert_eq!(v["type"], "PRIVATE");
     assert_eq!(v["participants"].as_array().unwrap().len(), 2);
-    assert!(sc.next_named("channels.refresh", QUIET).await.is_none(), "outsider saw a private channel");
+    assert!(
+        sc.next_named("channels.refresh", QUIET).await.is_none(),
+        "outsider saw a private channel"
+    );
 
     // binaryContents.status: an attachment in the public channel turns SUCCESS → everyone.
     let r = a
-        .post_message(public["id"].as_str().unwrap(), "file", vec![("a.txt", "text/plain", b"hello".to_vec())])
+        .post_message(
+            public["id"].as_str().unwrap(),
+            "file",
+            vec![("a.txt", "text/plain", b"hello".to_vec())],
+        )
         .await;
     assert_eq!(r.status(), 201);
     let m: Value = r.json().await.unwrap();
@@ -108,31 +132,57 @@ async fn rest_actions_produce_the_four_events_with_their_audiences() {
     }
     // In a private channel: members only.
     let r = a
-        .post_message(private["id"].as_str().unwrap(), "secret", vec![("s.txt", "text/plain", b"s".to_vec())])
+        .post_message(
+            private["id"].as_str().unwrap(),
+            "secret",
+            vec![("s.txt", "text/plain", b"s".to_vec())],
+        )
         .await;
     assert_eq!(r.status(), 201);
     assert!(sa.next_named("binaryContents.status", WAIT).await.is_some());
-    assert!(sc.next_named("binaryContents.status", QUIET).await.is_none(), "outsider saw a private file");
+    assert!(
+        sc.next_named("binaryContents.status", QUIET)
+            .await
+            .is_none(),
+        "outsider saw a private file"
+    );
 
     // users.refresh: sign-up, login and logout of someone → everyone.
     let mut dave = server.client();
     let d = dave.signup("dave").await;
     for s in [&mut sa, &mut sc] {
         let ev = s.next_named("users.refresh", WAIT).await.unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&ev.data).unwrap(), json!({"userId": d["id"]}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&ev.data).unwrap(),
+            json!({"userId": d["id"]})
+        );
     }
     dave.login("dave", "p@ssw0rd1").await;
     let ev = sa.next_named("users.refresh", WAIT).await.unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&ev.data).unwrap(), json!({"userId": d["id"]}));
-    let r = dave.req(Method::POST, "/api/auth/logout").send().await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&ev.data).unwrap(),
+        json!({"userId": d["id"]})
+    );
+    let r = dave
+        .req(Method::POST, "/api/auth/logout")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let ev = sc.next_named("users.refresh", WAIT).await.unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&ev.data).unwrap(), json!({"userId": d["id"]}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&ev.data).unwrap(),
+        json!({"userId": d["id"]})
+    );
 
     // notifications: a role change notifies its target (ROLE_CHANGED).
     let mut sb = open(&b, None).await;
     let r = admin
-        .send_json(Method::PUT, "/api/auth/role", &json!({"userId": b.user_id(), "newRole": "CHANNEL_MANAGER"}))
+        .send_json(
+            Method::PUT,
+            "/api/auth/role",
+            &json!({"userId": b.user_id(), "newRole": "CHANNEL_MANAGER"}),
+        )
         .await;
     assert_eq!(r.status(), 200);
     let ev = sb.next_named("notifications", WAIT).await.unwrap();
@@ -146,7 +196,12 @@ async fn replay_case(form: &str) {
     let (a, b, ch) = pair(&server).await;
     let mut s = open(&b, None).await;
     a.send_text(&ch, "before").await;
-    let last = s.next_named("notifications", WAIT).await.unwrap().id.unwrap();
+    let last = s
+        .next_named("notifications", WAIT)
+        .await
+        .unwrap()
+        .id
+        .unwrap();
     drop(s);
     let mut expected = Vec::new();
     for i in 0..5 {
@@ -164,7 +219,11 @@ async fn replay_case(form: &str) {
     let mut ids = Vec::new();
     for _ in 0..5 {
         let ev = s.next(WAIT).await.expect("replayed event");
-        assert_eq!(ev.event.as_deref(), Some("notifications"), "only the missed events: {ev:?}");
+        assert_eq!(
+            ev.event.as_deref(),
+            Some("notifications"),
+            "only the missed events: {ev:?}"
+        );
         let n: Value = serde_json::from_str(&ev.data).unwrap();
         got.push(n["content"].as_str().unwrap().to_string());
         ids.push(ev.id.unwrap());
@@ -207,7 +266,12 @@ async fn unknown_or_too_old_id_yields_reset() {
     // An id older than what is kept (only 3 per user).
     let mut s = open(&b, None).await;
     a.send_text(&ch, "first").await;
-    let old = s.next_named("notifications", WAIT).await.unwrap().id.unwrap();
+    let old = s
+        .next_named("notifications", WAIT)
+        .await
+        .unwrap()
+        .id
+        .unwrap();
     for i in 0..4 {
         a.send_text(&ch, &format!("m{i}")).await;
         s.next_named("notifications", WAIT).await.unwrap();
@@ -244,13 +308,14 @@ async fn logout_closes_the_users_streams() {
     let mut a = server.client();
     a.register("alice").await;
     let mut s = open(&a, None).await;
-    let r = a.req(Method::POST, "/api/auth/logout").send().await.unwrap();
+    let r = a
+        .req(Method::POST, "/api/auth/logout")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // The stream ends (users.refresh may come first).
-    let ended = tokio::time::timeout(WAIT, async {
-        while s.next(WAIT).await.is_some() {}
-    })
-    .await;
+    let ended = tokio::time::timeout(WAIT, async { while s.next(WAIT).await.is_some() {} }).await;
     assert!(ended.is_ok(), "stream still open after logout");
 }
 
@@ -264,7 +329,11 @@ async fn keepalive_comments_flow() {
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !seen.contains(": ping") {
-        let chunk = tokio::time::timeout_at(deadline, r.chunk()).await.expect("ping in time").unwrap().unwrap();
+        let chunk = tokio::time::timeout_at(deadline, r.chunk())
+            .await
+            .expect("ping in time")
+            .unwrap()
+            .unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
 }
@@ -274,15 +343,22 @@ async fn a_stream_that_stops_reading_is_dropped_and_others_keep_up() {
     let server = TestServer::start_with(&[
         ("DISCODEIT_OUTBOUND_QUEUE", "16"),
         ("DISCODEIT_SOCKET_SEND_BUFFER", "8192"),
-    ]).await;
+    ])
+    .await;
     let (a, b, ch) = pair(&server).await;
     let token = b.token.clone().unwrap();
     // A raw client with a tiny receive window that never reads.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(2048).unwrap();
-    let mut stalled = sock.connect(format!("127.0.0.1:{}", server.port).parse().unwrap()).await.unwrap();
+    let mut stalled = sock
+        .connect(format!("127.0.0.1:{}", server.port).parse().unwrap())
+        .await
+        .unwrap();
     stalled
-        .write_all(format!("GET /api/sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET /api/sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n")
+                .as_bytes(),
+        )
         .await
         .unwrap();
     let mut healthy = open(&b, None).await;
@@ -292,9 +368,18 @@ async fn a_stream_that_stops_reading_is_dropped_and_others_keep_up() {
         // Notifications are created asynchronously per message, so compare as a set.
         let mut seen = std::collections::HashSet::new();
         while seen.len() < total {
-            let ev = healthy.next_named("notifications", Duration::from_secs(30)).await.expect("healthy stream kept up");
+            let ev = healthy
+                .next_named("notifications", Duration::from_secs(30))
+                .await
+                .expect("healthy stream kept up");
             let v: Value = serde_json::from_str(&ev.data).unwrap();
-            let tag = v["content"].as_str().unwrap().rsplit('#').next().unwrap().to_string();
+            let tag = v["content"]
+                .as_str()
+                .unwrap()
+                .rsplit('#')
+                .next()
+                .unwrap()
+                .to_string();
             assert!(seen.insert(tag), "duplicate event");
         }
     });
@@ -319,5 +404,45 @@ async fn a_stream_that_stops_reading_is_dropped_and_others_keep_up() {
     }
     let text = String::from_utf8_lossy(&all);
     let delivered = text.matches("event: notifications").count();
-    assert!(delivered < total, "the stalled stream got everything ({delivered})");
+    assert!(
+        delivered < total,
+        "the stalled stream got everything ({delivered})"
+    );
+}
+
+#[tokio::test]
+async fn a_lapsed_access_session_announces_the_user_offline() {
+    let server =
+        TestServer::start_with(&[("SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS", "3")]).await;
+    let mut watcher = server.client();
+    watcher.register("watcher").await;
+    let mut s = open(&watcher, None).await;
+    let mut other = server.client();
+    let o = other.register("sleepy").await;
+    // Sign-up and login announce the user; then, without a refresh, the access session lapses
+    // and `users.refresh` announces it a third time (GET /api/users now shows it offline).
+    let deadline = std::time::Instant::now() + Duration::from_secs(12);
+    let mut announcements = 0;
+    while announcements < 3 && std::time::Instant::now() < deadline {
+        if let Some(ev) = s.next_named("users.refresh", Duration::from_secs(12)).await {
+            let v: Value = serde_json::from_str(&ev.data).unwrap();
+            if v["userId"] == o["id"] {
+                announcements += 1;
+            }
+        }
+    }
+    assert!(
+        announcements >= 3,
+        "no users.refresh when the session lapsed"
+    );
+    // Reconnect with a fresh token to read the list (the watcher's token lapsed too).
+    watcher.login("watcher", "p@ssw0rd1").await;
+    let users: Value = watcher.get("/api/users").await.json().await.unwrap();
+    let sleepy = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == o["id"])
+        .unwrap();
+    assert_eq!(sleepy["online"], false);
 }
