@@ -1,17 +1,23 @@
 //! Scale-out acceptance on the shared three-instance cluster (tests/common/cluster.rs):
-//! SSE fan-out across instances, replay on another instance, logout revocation everywhere,
-//! and nginx (the deployment's own config) in front: X-Upstream-Addr and the strategies.
+//! STOMP and SSE fan-out across instances, SSE replay on another instance, logout revocation
+//! everywhere, and nginx (the deployment's own config) in front: X-Upstream-Addr, the
+//! strategies, and SockJS HTTP sessions kept on one instance under round robin.
 
 #[path = "common/cluster.rs"]
 mod cluster;
 mod common;
+#[path = "common/stomp.rs"]
+mod stomp;
 
 use cluster::Cluster;
 use common::*;
+use discodeit::proto::stomp::Command;
 use reqwest::Method;
+use serde_json::json;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use stomp::{End, Kind, StompClient, WAIT};
 
 /// The same user's client pointed at another base URL (same cookies and token).
 fn via(api: &Api, base: &str) -> Api {
@@ -59,6 +65,109 @@ async fn expect_event(
             return m;
         }
     }
+}
+
+fn dest(channel: &str) -> String {
+    format!("/sub/channels.{channel}.messages")
+}
+
+/// A public channel created by the admin (through instance A).
+async fn public_channel(c: &Cluster, name: &str) -> String {
+    let mut admin = Api::new(&c.at(0).base);
+    admin.admin().await;
+    admin.create_public_channel(&unique(name)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn stomp_subscriber_on_a_receives_messages_sent_on_b_and_c() {
+    let c = Cluster::shared().await;
+    let channel = public_channel(c, "stompfan").await;
+    let mut reader = Api::new(&c.at(0).base);
+    reader.register(&unique("stompreader")).await;
+    let mut writer = Api::new(&c.at(1).base);
+    writer.register(&unique("stompwriter")).await;
+
+    let mut on_a =
+        StompClient::connected(&c.at(0).base, Kind::Raw, reader.token.as_deref().unwrap()).await;
+    assert_eq!(
+        on_a.subscribe_confirmed("s", &dest(&channel)).await.command,
+        Command::Receipt
+    );
+
+    // Over STOMP on B...
+    let mut on_b =
+        StompClient::connected(&c.at(1).base, Kind::Raw, writer.token.as_deref().unwrap()).await;
+    let receipt = on_b
+        .send_json(
+            "/pub/messages",
+            &json!({"content": "via stomp on B", "channelId": channel, "authorId": writer.user_id()}),
+            "r1",
+        )
+        .await;
+    assert_eq!(receipt.command, Command::Receipt, "{receipt:?}");
+    // ...then over HTTP on C.
+    let created = via(&writer, &c.at(2).base)
+        .send_text(&channel, "via http on C")
+        .await;
+
+    let (_, first) = on_a.next_message_json().await;
+    assert_eq!(first["content"], "via stomp on B");
+    let (frame, second) = on_a.next_message_json().await;
+    assert_eq!(second["id"], created["id"]);
+    assert_eq!(second["content"], "via http on C");
+    assert_eq!(frame.header("destination"), Some(dest(&channel).as_str()));
+}
+
+#[tokio::test]
+async fn sockjs_xhr_streaming_sessions_work_through_round_robin() {
+    let c = Cluster::shared().await;
+    let channel = public_channel(c, "sockjsrr").await;
+    let mut user = Api::new(&c.nginx.base);
+    user.register(&unique("sockjs")).await;
+    let token = user.token.clone().unwrap();
+    // Six sessions: under round robin their requests would scatter over the three instances
+    // (a session's xhr_send landing elsewhere is a 404); nginx hashes them on the session id.
+    let mut sessions = Vec::new();
+    for i in 0..6 {
+        let mut s = StompClient::connected(&c.nginx.base, Kind::XhrStreaming, &token).await;
+        let r = s
+            .subscribe_confirmed(&format!("s{i}"), &dest(&channel))
+            .await;
+        assert_eq!(r.command, Command::Receipt);
+        sessions.push(s);
+    }
+    let sent = sessions[0]
+        .send_json(
+            "/pub/messages",
+            &json!({"content": "over xhr_streaming", "channelId": channel, "authorId": user.user_id()}),
+            "x1",
+        )
+        .await;
+    assert_eq!(sent.command, Command::Receipt, "{sent:?}");
+    user.send_text(&channel, "over http").await;
+    for s in &mut sessions {
+        assert_eq!(
+            s.next_message_json().await.1["content"],
+            "over xhr_streaming"
+        );
+        assert_eq!(s.next_message_json().await.1["content"], "over http");
+    }
+    // The /ws/info requests themselves went round robin.
+    let http = reqwest::Client::new();
+    let mut upstreams = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let r = http
+            .get(format!("{}/ws/info", c.nginx.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        upstreams.insert(r.headers()["x-upstream-addr"].to_str().unwrap().to_string());
+    }
+    assert!(upstreams.len() >= 2, "info requests spread: {upstreams:?}");
 }
 
 #[tokio::test]
@@ -122,6 +231,7 @@ async fn sse_reconnect_to_another_instance_replays_without_gap() {
     let mut sse = open_sse(&on_c, Some(&last_id)).await;
     u2.send_text(ch, "replay-6").await;
     let mut got = Vec::new();
+    let mut ids = Vec::new();
     while got.len() < 6 {
         let m = sse
             .next_named("notifications", Duration::from_secs(10))
@@ -129,9 +239,18 @@ async fn sse_reconnect_to_another_instance_replays_without_gap() {
             .unwrap_or_else(|| panic!("stream ended after {got:?}"));
         let v: Value = serde_json::from_str(&m.data).unwrap();
         got.push(v["content"].as_str().unwrap().to_string());
+        ids.push(uuid::Uuid::parse_str(m.id.as_deref().unwrap()).unwrap());
     }
+    // Every event after the last id, each once, in id order (notifications of back-to-back
+    // messages are written by concurrent tasks, so their order among themselves is free).
+    got.sort();
     let want: Vec<String> = (1..=6).map(|i| format!("replay-{i}")).collect();
     assert_eq!(got, want);
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids out of order: {ids:?}"
+    );
+    assert!(ids[0] > uuid::Uuid::parse_str(&last_id).unwrap());
 }
 
 #[tokio::test]
@@ -143,6 +262,8 @@ async fn logout_on_one_instance_revokes_everywhere_within_a_second() {
     let on_c = via(&on_a, &c.at(2).base);
     assert_eq!(on_b.get("/api/users").await.status(), 200);
     let mut stream_on_c = open_sse(&on_c, None).await;
+    let mut stomp_on_b =
+        StompClient::connected(&c.at(1).base, Kind::Raw, on_a.token.as_deref().unwrap()).await;
 
     let r = on_a
         .req(Method::POST, "/api/auth/logout")
@@ -164,6 +285,7 @@ async fn logout_on_one_instance_revokes_everywhere_within_a_second() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    let refused_after = t0.elapsed();
     // The live stream on C is closed by the revocation event (not by a timeout).
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         while stream_on_c.next(Duration::from_secs(5)).await.is_some() {}
@@ -173,7 +295,20 @@ async fn logout_on_one_instance_revokes_everywhere_within_a_second() {
         closed.is_ok(),
         "SSE stream on C still open 5 s after logout"
     );
+    let sse_closed_after = t0.elapsed();
+    // And so is the STOMP session on B (an ERROR frame may precede the close).
+    assert!(
+        matches!(stomp_on_b.end(WAIT).await, End::Closed(_)),
+        "STOMP session on B still open"
+    );
     assert!(t0.elapsed() < Duration::from_secs(5));
+    eprintln!(
+        "logout on A: token refused on B and C after {:.0} ms, SSE on C closed after {:.0} ms, \
+         STOMP on B closed after {:.0} ms",
+        refused_after.as_secs_f64() * 1e3,
+        sse_closed_after.as_secs_f64() * 1e3,
+        t0.elapsed().as_secs_f64() * 1e3
+    );
 }
 
 /// `n` sequential requests through `nginx`; how many each instance answered.

@@ -1,10 +1,12 @@
 //! The Kafka broker paused (SIGSTOP) for 10 s while messages are created on two instances:
-//! the outbox keeps every event, and after SIGCONT all are delivered, in order per channel.
-//! Own cluster, since the pause stops every instance's event flow.
+//! the outbox keeps every event, and after SIGCONT all are delivered — STOMP messages and SSE
+//! notifications — in order per channel. Own cluster: the pause stops every instance's events.
 
 #[path = "common/cluster.rs"]
 mod cluster;
 mod common;
+#[path = "common/stomp.rs"]
+mod stomp;
 
 use cluster::Cluster;
 use common::*;
@@ -12,6 +14,7 @@ use reqwest::Method;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use stomp::{Kind, StompClient};
 
 const PER_CHANNEL: usize = 10;
 
@@ -44,8 +47,16 @@ async fn a_paused_broker_delays_but_loses_nothing() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let mut sse = SseReader::new(r);
+    let mut stomp =
+        StompClient::connected(&c.at(0).base, Kind::Raw, reader.token.as_deref().unwrap()).await;
+    for (i, ch) in [&ch1, &ch2].into_iter().enumerate() {
+        let dest = format!("/sub/channels.{ch}.messages");
+        let r = stomp.subscribe_confirmed(&format!("s{i}"), &dest).await;
+        assert_eq!(r.command, discodeit::proto::stomp::Command::Receipt);
+    }
     // Before the pause the path works end to end.
     writer.send_text(&ch1, "before-pause").await;
+    assert_eq!(stomp.next_message_json().await.1["content"], "before-pause");
     let m = sse
         .next_named("notifications", Duration::from_secs(10))
         .await
@@ -101,6 +112,19 @@ async fn a_paused_broker_delays_but_loses_nothing() {
             .map(|i| format!("{p}-{i}"))
             .collect::<Vec<_>>()
     };
+    // The STOMP subscriber got every message, each channel's in creation order.
+    let mut stomp_per_channel: HashMap<String, Vec<String>> = HashMap::new();
+    for _ in 0..2 * PER_CHANNEL {
+        let (_, dto) = stomp.next_message_json().await;
+        stomp_per_channel
+            .entry(dto["channelId"].as_str().unwrap().to_string())
+            .or_default()
+            .push(dto["content"].as_str().unwrap().to_string());
+    }
+    assert_eq!(stomp_per_channel[&ch1], want("ch1"));
+    assert_eq!(stomp_per_channel[&ch2], want("ch2"));
+    // Notifications are written by a task after each message: across the two channels they
+    // interleave freely; within one channel they follow the messages.
     assert_eq!(per_channel[&ch1], want("ch1"));
     assert_eq!(per_channel[&ch2], want("ch2"));
 }
