@@ -113,22 +113,29 @@ impl StompSession {
     }
 
     async fn run(mut self, mut inbound: mpsc::Receiver<Bytes>) {
+        // A fixed deadline, not a sleep restarted per message: a chatty client must not
+        // postpone the server's heart-beats or the silence check.
+        let mut next_tick = tokio::time::Instant::now() + self.tick_period();
         loop {
-            let tick = self.tick_period();
             tokio::select! {
                 msg = inbound.recv() => match msg {
                     Some(bytes) => {
                         self.last_inbound = Instant::now();
+                        let was_connected = self.principal.is_some();
                         if self.feed(&bytes).await.is_break() {
                             break;
+                        }
+                        if !was_connected && self.principal.is_some() {
+                            next_tick = tokio::time::Instant::now() + self.tick_period();
                         }
                     }
                     None => break,
                 },
-                _ = tokio::time::sleep(tick) => {
+                _ = tokio::time::sleep_until(next_tick) => {
                     if self.on_tick().is_break() {
                         break;
                     }
+                    next_tick = tokio::time::Instant::now() + self.tick_period();
                 }
                 _ = self.outbox.closed() => break,
             }
@@ -136,7 +143,8 @@ impl StompSession {
         self.cleanup();
     }
 
-    /// How often timers are checked: a quarter of the shortest heart-beat interval.
+    /// How often timers are checked: until CONNECT, at the CONNECT deadline; then a quarter
+    /// of the shortest heart-beat interval (or rarely, without heart-beats).
     fn tick_period(&self) -> Duration {
         if self.principal.is_none() {
             return CONNECT_TIMEOUT.saturating_sub(self.started.elapsed())
