@@ -225,6 +225,22 @@ if (!BASE) {
     await openChannel(ctx.a.page, privateId);
   });
 
+  test('screenshot of the main screen', T, async (t) => {
+    if (!SCREENSHOT) {
+      t.skip('DISCODEIT_E2E_SCREENSHOT is not 1');
+      return;
+    }
+    const { page } = ctx.a;
+    // Taken while everyone is online, in the busy public channel when there is one.
+    if (publicId) await openChannel(page, publicId);
+    else if (privateId) await openChannel(page, privateId);
+    await page.waitForTimeout(500);
+    const out = process.env.DISCODEIT_E2E_SCREENSHOT_PATH || join(REPO_ROOT, 'docs', 'screenshot.png');
+    mkdirSync(dirname(out), { recursive: true });
+    await page.screenshot({ path: out });
+    console.log(`# wrote ${out}`);
+  });
+
   test('after the server restarts both pages reconnect and messages still get through', { timeout: 240_000 }, async (t) => {
     if (!RESTART_CMD) {
       t.skip('DISCODEIT_E2E_RESTART_CMD not set');
@@ -301,20 +317,6 @@ if (!BASE) {
     await page.waitForSelector(tid('login-form'));
     await page.reload({ waitUntil: 'domcontentloaded' });
     await page.waitForSelector(tid('login-form'));
-  });
-
-  test('screenshot of the main screen', T, async (t) => {
-    if (!SCREENSHOT) {
-      t.skip('DISCODEIT_E2E_SCREENSHOT is not 1');
-      return;
-    }
-    const { page } = ctx.a;
-    if (privateId) await openChannel(page, privateId);
-    await page.waitForTimeout(500);
-    const out = process.env.DISCODEIT_E2E_SCREENSHOT_PATH || join(REPO_ROOT, 'docs', 'screenshot.png');
-    mkdirSync(dirname(out), { recursive: true });
-    await page.screenshot({ path: out });
-    console.log(`# wrote ${out}`);
   });
 
   test('no uncaught errors in any page', () => {
