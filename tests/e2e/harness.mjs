@@ -182,7 +182,12 @@ export async function startServer({ env = {} } = {}) {
       await exited;
       running.delete(child);
       fs.rmSync(storage, { recursive: true, force: true });
-      await psql(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => {});
+      // DROP DATABASE waits for a checkpoint (seconds on a busy cluster): let it finish
+      // on its own after the test process has exited.
+      spawn('psql', ['-X', '-q', pgAdminUrl(), '-c', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`], {
+        detached: true,
+        stdio: 'ignore',
+      }).unref();
     },
   };
 
@@ -384,6 +389,7 @@ export function stomp(server, { transport = 'raw', token, connectHeaders, heartb
   const closed = deferred();
   const errors = [];
   let isClosed = false;
+  let pongs = 0;
   const client = new StompClient({
     webSocketFactory: () =>
       transport === 'raw'
@@ -393,7 +399,11 @@ export function stomp(server, { transport = 'raw', token, connectHeaders, heartb
     heartbeatIncoming: heartbeat,
     heartbeatOutgoing: heartbeat,
     reconnectDelay: 0,
-    debug: process.env.E2E_STOMP_DEBUG ? (m) => console.error(`[stomp ${transport}] ${m}`) : () => {},
+    debug: (m) => {
+      // stompjs reports each heart-beat received from the server this way.
+      if (m === '<<< PONG') pongs += 1;
+      if (process.env.E2E_STOMP_DEBUG) console.error(`[stomp ${transport}] ${m}`);
+    },
     onConnect: (frame) => connected.resolve(frame),
     onStompError: (frame) => {
       errors.push(frame);
@@ -419,6 +429,10 @@ export function stomp(server, { transport = 'raw', token, connectHeaders, heartb
     errors,
     get isClosed() {
       return isClosed;
+    },
+    /** Heart-beats received from the server so far. */
+    get pongs() {
+      return pongs;
     },
     connected: (ms = 10_000) => within(connected.promise, ms, `${transport}: CONNECTED`),
     error: (ms = 5000) => within(error.promise, ms, `${transport}: ERROR frame`),

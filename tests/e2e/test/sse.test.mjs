@@ -8,24 +8,31 @@ import { eventSource, sleep, sseStream, startServer } from '../harness.mjs';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+// Users shared by the tests (bcrypt makes every sign-up and login cost a quarter second in
+// a debug build). Tests run one after another and open their own streams.
 let server;
 let admin;
+let alice;
+let bob;
+let carol;
 before(async () => {
   // Keep-alive every second so its test is quick (the default is 15 s).
   server = await startServer({ env: { DISCODEIT_SSE_KEEPALIVE_SECONDS: '1' } });
-  admin = await server.admin();
+  [admin, alice, bob, carol] = await Promise.all([
+    server.admin(),
+    server.user('alice'),
+    server.user('bob'),
+    server.user('carol'),
+  ]);
 });
 after(async () => {
   await server?.stop();
 });
 
-/** Signs up and logs in several users at once (bcrypt is slow in a debug build). */
-const users = (...names) => Promise.all(names.map((n) => server.user(n)));
 const isChannelRefresh = (id) => (e) => e.type === 'channels.refresh' && e.data?.channelId === id;
 const named = (type) => (e) => e.type === type;
 
 test('GET /api/sse: 200 event stream, no-cache headers, `connect` first; refused without a valid token', async () => {
-  const alice = await server.user('alice');
   const s = await sseStream(server, alice.token);
   try {
     assert.equal(s.status, 200);
@@ -46,7 +53,6 @@ test('GET /api/sse: 200 event stream, no-cache headers, `connect` first; refused
 });
 
 test('notifications: both streams of the receiver get it, the author and other users do not', async () => {
-  const [alice, bob, carol] = await users('alice', 'bob', 'carol');
   const a1 = eventSource(server, alice.token);
   const a2 = eventSource(server, alice.token);
   const b = eventSource(server, bob.token);
@@ -90,7 +96,6 @@ test('notifications: both streams of the receiver get it, the author and other u
 });
 
 test('channels.refresh: public creation to everyone; private creation only to participants with the ChannelDto', async () => {
-  const [alice, bob, carol] = await users('alice', 'bob', 'carol');
   const [a, b, c] = [alice, bob, carol].map((u) => eventSource(server, u.token));
   try {
     await Promise.all([a, b, c].map((s) => s.inbox.until(named('connect'))));
@@ -123,24 +128,22 @@ test('channels.refresh: public creation to everyone; private creation only to pa
 });
 
 test('users.refresh when another user logs in', async () => {
-  const alice = await server.user('alice');
   const a = eventSource(server, alice.token);
   try {
     await a.inbox.until(named('connect'));
-    const bob = await server.user('bob');
+    const dave = await server.user('dave');
     const e = await a.inbox.until(
-      (x) => x.type === 'users.refresh' && x.data?.userId === bob.id,
+      (x) => x.type === 'users.refresh' && x.data?.userId === dave.id,
       5000,
-      'users.refresh for bob',
+      'users.refresh for dave',
     );
-    assert.deepEqual(e.data, { userId: bob.id });
+    assert.deepEqual(e.data, { userId: dave.id });
   } finally {
     a.close();
   }
 });
 
 test('binaryContents.status: the uploader learns that the attachment was stored', async () => {
-  const alice = await server.user('alice');
   const channel = await admin.createPublicChannel('files');
   const a = eventSource(server, alice.token);
   try {
@@ -168,7 +171,6 @@ test('binaryContents.status: the uploader learns that the attachment was stored'
  * got after `lastId`, in order, and then continue live without duplicates.
  */
 async function replayScenario(reconnect) {
-  const [alice, bob] = await users('alice', 'bob');
   const witness = await sseStream(server, alice.token);
   const first = eventSource(server, alice.token);
   let second;
@@ -198,7 +200,7 @@ async function replayScenario(reconnect) {
       assert.ok(types.has(t), `missed events include ${t}: ${JSON.stringify([...types])}`);
     }
 
-    second = await reconnect(alice, seenFirst.id);
+    second = await reconnect(seenFirst.id);
     const connect = await second.inbox.next();
     assert.equal(connect.type, 'connect');
     const marker = await admin.createPublicChannel('after');
@@ -216,25 +218,24 @@ async function replayScenario(reconnect) {
 }
 
 test('replay with the Last-Event-ID header (eventsource client)', async () => {
-  await replayScenario(async (alice, lastId) =>
+  await replayScenario(async (lastId) =>
     eventSource(server, alice.token, { headers: { 'Last-Event-ID': lastId } }),
   );
 });
 
 test('replay with the ?lastEventId= query parameter', async () => {
-  await replayScenario((alice, lastId) =>
+  await replayScenario((lastId) =>
     sseStream(server, alice.token, { query: `?lastEventId=${encodeURIComponent(lastId)}` }),
   );
 });
 
 test('replay with the ?LastEventId= query parameter (s12 spelling)', async () => {
-  await replayScenario((alice, lastId) =>
+  await replayScenario((lastId) =>
     sseStream(server, alice.token, { query: `?LastEventId=${encodeURIComponent(lastId)}` }),
   );
 });
 
 test('an id older than the kept history gets a `reset` event', async () => {
-  const alice = await server.user('alice');
   const s = await sseStream(server, alice.token, {
     headers: { 'Last-Event-ID': '00000000-0000-7000-8000-000000000000' },
   });
@@ -248,14 +249,14 @@ test('an id older than the kept history gets a `reset` event', async () => {
 });
 
 test('logout closes the user\'s streams; the client\'s reconnect is refused with 401', async () => {
-  const [alice, bob] = await users('alice', 'bob');
-  const raw = await sseStream(server, alice.token);
-  const es = eventSource(server, alice.token);
+  const erin = await server.user('erin');
+  const raw = await sseStream(server, erin.token);
+  const es = eventSource(server, erin.token);
   const other = await sseStream(server, bob.token);
   try {
     await raw.inbox.until(named('connect'));
     await es.inbox.until(named('connect'));
-    await alice.logout();
+    await erin.logout();
     await raw.done; // the server ended the stream
     const err = await es.errors.until((e) => e.code === 401, 10_000, 'reconnect refused with 401');
     assert.equal(err.code, 401);
@@ -271,7 +272,6 @@ test('logout closes the user\'s streams; the client\'s reconnect is refused with
 });
 
 test('keep-alive: an idle stream gets comment lines at the configured interval', async () => {
-  const alice = await server.user('alice');
   const s = await sseStream(server, alice.token);
   try {
     await s.inbox.until(named('connect'));
