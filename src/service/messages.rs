@@ -209,7 +209,6 @@ impl Services {
             return Ok(empty);
         };
         if channel.channel_type == ChannelType::Private
-            && caller.role != Role::Admin
             && !channels::is_member(&**db, channel.id, caller.user_id).await?
         {
             return Err(ApiError::denied());
