@@ -390,11 +390,16 @@ export function stomp(server, { transport = 'raw', token, connectHeaders, heartb
   const errors = [];
   let isClosed = false;
   let pongs = 0;
+  let closeEvent = null;
+  const state = () =>
+    isClosed ? `closed without it (code ${closeEvent?.code}, ${closeEvent?.reason || 'no reason'})` : 'still open';
   const client = new StompClient({
     webSocketFactory: () =>
       transport === 'raw'
         ? new WebSocket(server.rawWsUrl, ['v12.stomp'])
-        : new SockJS(server.sockjsUrl, null, { transports: [transport] }),
+        : // `timeout`: sockjs-client otherwise gives a transport ~2 round trips of the /info
+          // request to open, too little on a loaded 2-core test machine.
+          new SockJS(server.sockjsUrl, null, { transports: [transport], timeout: 10_000 }),
     connectHeaders: connectHeaders ?? (token ? { Authorization: `Bearer ${token}` } : {}),
     heartbeatIncoming: heartbeat,
     heartbeatOutgoing: heartbeat,
@@ -412,6 +417,7 @@ export function stomp(server, { transport = 'raw', token, connectHeaders, heartb
     },
     onWebSocketClose: (evt) => {
       isClosed = true;
+      closeEvent = evt;
       // Clears stompjs' timers (connection timeout) so the test process can exit.
       client.deactivate().catch(() => {});
       closed.resolve(evt);
@@ -435,7 +441,9 @@ export function stomp(server, { transport = 'raw', token, connectHeaders, heartb
       return pongs;
     },
     connected: (ms = 10_000) => within(connected.promise, ms, `${transport}: CONNECTED`),
-    error: (ms = 5000) => within(error.promise, ms, `${transport}: ERROR frame`),
+    error: (ms = 5000) => within(error.promise, ms, `${transport}: ERROR frame`).catch((e) => {
+      throw new Error(`${e.message}; connection ${state()}`);
+    }),
     closed: (ms = 5000) => within(closed.promise, ms, `${transport}: connection closed`),
     /** Waits for a RECEIPT with `id`. */
     receipt(id, ms = 5000) {

@@ -164,6 +164,28 @@ test('binaryContents.status: the uploader learns that the attachment was stored'
   }
 });
 
+test('binaryContents.status audience: everyone for a public channel, only members for a private one', async () => {
+  const pub = await admin.createPublicChannel('pub-files');
+  const priv = await alice.createPrivateChannel([alice.id, bob.id]);
+  const [b, c] = [bob, carol].map((u) => eventSource(server, u.token));
+  try {
+    await Promise.all([b, c].map((s) => s.inbox.until(named('connect'))));
+    const file = [{ name: 'p.txt', type: 'text/plain', data: Buffer.from('public') }];
+    const inPublic = (await alice.postMessage(pub.id, 'pub', file)).attachments[0];
+    for (const s of [b, c]) {
+      await s.inbox.until((x) => x.type === 'binaryContents.status' && x.data?.id === inPublic.id, 10_000, 'public file status');
+    }
+    const inPrivate = (await alice.postMessage(priv.id, 'priv', file)).attachments[0];
+    await b.inbox.until((x) => x.type === 'binaryContents.status' && x.data?.id === inPrivate.id, 10_000, 'private file status');
+    const barrier = await admin.createPublicChannel('barrier');
+    const seen = [];
+    await c.inbox.until((e) => (seen.push(e), isChannelRefresh(barrier.id)(e)), 5000, 'barrier');
+    assert.deepEqual(seen.filter((e) => e.data?.id === inPrivate.id), [], 'a non-member learns nothing about a private file');
+  } finally {
+    [b, c].forEach((s) => s.close());
+  }
+});
+
 /**
  * Replay scenario: alice holds a witness stream the whole time. A first stream sees one
  * event and goes away; while it is away events addressed to alice (and broadcasts) occur;

@@ -7,7 +7,19 @@ import { after, before, test } from 'node:test';
 
 import WebSocket from 'ws';
 
-import { Inbox, SECRET, deferred, jwtPayload, signJwt, sleep, startServer, stomp, stompConnected, within } from '../harness.mjs';
+import {
+  Inbox,
+  SECRET,
+  deferred,
+  jwtPayload,
+  signJwt,
+  sleep,
+  sseStream,
+  startServer,
+  stomp,
+  stompConnected,
+  within,
+} from '../harness.mjs';
 
 let server;
 let admin;
@@ -153,6 +165,79 @@ test('logout closes the user\'s live STOMP sessions on every transport', async (
   await Promise.all(sessions.map((s) => s.closed(5000)));
   await stillWorks('raw');
 });
+
+test('role change and user deletion close the user\'s STOMP sessions and SSE streams', async () => {
+  const [frank, gina] = await Promise.all([server.user('frank'), server.user('gina')]);
+  const open = async (u) => ({
+    stomp: await stompConnected(server, { transport: 'xhr-streaming', token: u.token }),
+    raw: await stompConnected(server, { transport: 'raw', token: u.token }),
+    sse: await sseStream(server, u.token),
+  });
+  const [f, g] = await Promise.all([open(frank), open(gina)]);
+  await Promise.all([f.sse, g.sse].map((x) => x.inbox.until((e) => e.type === 'connect')));
+
+  await admin.expect(200, 'PUT', '/api/auth/role', { json: { userId: frank.id, newRole: 'CHANNEL_MANAGER' } });
+  await Promise.all([f.stomp.closed(), f.raw.closed(), within(f.sse.done, 5000, 'SSE closed after role change')]);
+  assert.equal(g.raw.isClosed, false, 'other users stay connected');
+
+  await gina.expect(204, 'DELETE', `/api/users/${gina.id}`);
+  await Promise.all([g.stomp.closed(), g.raw.closed(), within(g.sse.done, 5000, 'SSE closed after deletion')]);
+  await refused(stomp(server, { transport: 'raw', token: gina.token }), AUTH, 'token of a deleted user');
+  await stillWorks('raw');
+});
+
+/** Frames that break a rule of the contract, sent over the raw WebSocket with stompjs. */
+const RAW_REFUSALS = [
+  {
+    what: 'SUBSCRIBE to a channel that does not exist',
+    pattern: /channel|not found|denied/i,
+    act: (s) => s.subscribeNoWait(channelDest('00000000-0000-4000-8000-000000000000')),
+  },
+  {
+    what: 'SEND /pub/messages with a body that is not JSON',
+    pattern: /json|malformed|invalid/i,
+    act: (s) => s.publish('/pub/messages', 'not json'),
+  },
+  {
+    what: 'SEND /pub/messages with blank content',
+    pattern: /content|VALIDATION/i,
+    act: (s) => s.publish('/pub/messages', { content: '   ', channelId: general.id, authorId: alice.id }),
+  },
+  {
+    what: 'SEND /pub/messages with content over 2000 characters',
+    pattern: /content|VALIDATION/i,
+    act: (s) => s.publish('/pub/messages', { content: 'y'.repeat(2001), channelId: general.id, authorId: alice.id }),
+  },
+  {
+    what: 'a frame with 60 headers (limit 50)',
+    pattern: /header/i,
+    act: (s) => s.publish('/sub/e2e', '{}', Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`h${i}`, 'v']))),
+  },
+  {
+    what: 'a frame with 9 KiB of headers (limit 8 KiB)',
+    pattern: /header/i,
+    act: (s) => s.publish('/sub/e2e', '{}', { big: 'h'.repeat(9 * 1024) }),
+  },
+  {
+    what: '1001 subscriptions on one connection (limit 1000)',
+    pattern: /subscription/i,
+    act: (s) => {
+      for (let i = 0; i <= 1000; i++) s.subscribeNoWait(`/sub/e2e.${i}`);
+    },
+  },
+];
+
+for (const { what, pattern, act } of RAW_REFUSALS) {
+  test(`raw WebSocket: ${what} → ERROR, close, nothing stored`, async () => {
+    const newest = async () => (await alice.messages(general.id))[0]?.id;
+    const before = await newest();
+    const s = await stompConnected(server, { transport: 'raw', token: alice.token });
+    act(s);
+    await refused(s, pattern, what);
+    assert.equal(await newest(), before, 'no message stored');
+    await stillWorks('raw');
+  });
+}
 
 /** A bare `ws` socket with subprotocol v12.stomp: raw frames in, received text out. */
 async function rawSocket() {

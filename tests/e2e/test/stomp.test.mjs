@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { SOCKJS_TRANSPORTS, sleep, startServer, stompConnected } from '../harness.mjs';
+import { SOCKJS_TRANSPORTS, eventSource, sleep, startServer, stompConnected } from '../harness.mjs';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const INSTANT = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.(\d{3}|\d{6}|\d{9}))?Z$/;
@@ -176,5 +176,50 @@ test('other /sub destinations are a plain broker; client SENDs cannot forge chan
     assert.deepEqual(watcher.items.map((m) => m.body), [], 'nothing else arrived');
   } finally {
     await Promise.all([a.close(), b.close()]);
+  }
+});
+
+// 80 messages of ~2 KB are more than the 128 KiB after which SockJS streaming responses
+// (xhr-streaming, eventsource) end and the client re-opens them: nothing may be lost or
+// repeated at that seam.
+test('a burst of 80 large STOMP messages arrives complete and in order on every transport', async () => {
+  const subscribers = await Promise.all(
+    ['raw', ...SOCKJS_TRANSPORTS].map((transport) => stompConnected(server, { transport, token: bob.token })),
+  );
+  const sender = await stompConnected(server, { transport: 'raw', token: alice.token });
+  try {
+    const dest = channelDest(general.id);
+    const inboxes = await Promise.all(subscribers.map((s) => s.subscribe(dest)));
+    const contents = Array.from({ length: 80 }, (_, i) => `burst ${i} ${'z'.repeat(1900)}`);
+    for (const content of contents) {
+      sender.publish('/pub/messages', { content, channelId: general.id, authorId: alice.id });
+    }
+    for (const [i, inbox] of inboxes.entries()) {
+      const got = [];
+      for (let n = 0; n < contents.length; n++) got.push(JSON.parse((await inbox.next(10_000)).body).content);
+      const short = (list) => list.map((c) => c.slice(0, 9));
+      assert.deepEqual(short(got), short(contents), `${subscribers[i].transport}: all 80, in order`);
+      assert.deepEqual(got, contents);
+    }
+  } finally {
+    await Promise.all([...subscribers, sender].map((s) => s.close()));
+  }
+});
+
+test('a STOMP message in a private channel notifies the other member over SSE', async () => {
+  const priv = await bob.createPrivateChannel([alice.id, bob.id]);
+  const sse = eventSource(server, alice.token);
+  const b = await stompConnected(server, { transport: 'xhr-streaming', token: bob.token });
+  try {
+    await sse.inbox.until((e) => e.type === 'connect');
+    b.publish('/pub/messages', { content: 'psst', channelId: priv.id, authorId: bob.id });
+    const n = await sse.inbox.until((e) => e.type === 'notifications', 5000, 'notification');
+    assert.equal(n.data.receiverId, alice.id);
+    assert.equal(n.data.content, 'psst');
+    assert.equal(n.data.targetId, priv.id);
+    assert.equal(n.data.type, 'NEW_MESSAGE');
+  } finally {
+    sse.close();
+    await b.close();
   }
 });
