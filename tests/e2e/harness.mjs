@@ -487,6 +487,86 @@ export async function stompConnected(server, opts) {
   return Object.assign(s, { connectedFrame: frame });
 }
 
+/** Decodes a STOMP 1.2 header value (`\\r \\n \\c \\\\`). */
+const unescapeHeader = (v) =>
+  v.replace(/\\([rnc\\])/g, (_, c) => ({ r: '\r', n: '\n', c: ':', '\\': '\\' })[c]);
+
+/**
+ * Parses every complete STOMP frame at the start of `buf` (heart-beat EOLs skipped,
+ * `content-length` honoured); returns the frames and the unparsed rest.
+ */
+export function parseStompFrames(buf) {
+  const frames = [];
+  for (;;) {
+    let i = 0;
+    while (i < buf.length && (buf[i] === 0x0a || (buf[i] === 0x0d && buf[i + 1] === 0x0a))) {
+      i += buf[i] === 0x0d ? 2 : 1;
+    }
+    buf = buf.subarray(i);
+    const end = buf.indexOf('\n\n');
+    const endCrlf = buf.indexOf('\r\n\r\n');
+    let headEnd;
+    let sep;
+    if (endCrlf >= 0 && (end < 0 || endCrlf < end)) [headEnd, sep] = [endCrlf, 4];
+    else if (end >= 0) [headEnd, sep] = [end, 2];
+    else return { frames, rest: buf };
+    const [command, ...lines] = buf.subarray(0, headEnd).toString('utf8').split(/\r?\n/);
+    const headers = {};
+    for (const l of lines) {
+      const c = l.indexOf(':');
+      if (c <= 0) continue;
+      const k = l.slice(0, c);
+      const escaped = command !== 'CONNECTED' && command !== 'CONNECT';
+      if (!(k in headers)) headers[k] = escaped ? unescapeHeader(l.slice(c + 1)) : l.slice(c + 1);
+    }
+    const bodyStart = headEnd + sep;
+    let bodyEnd;
+    if (headers['content-length'] !== undefined) {
+      bodyEnd = bodyStart + Number(headers['content-length']);
+      if (buf.length <= bodyEnd) return { frames, rest: buf };
+    } else {
+      bodyEnd = buf.indexOf(0, bodyStart);
+      if (bodyEnd < 0) return { frames, rest: buf };
+    }
+    frames.push({ command, headers, body: buf.subarray(bodyStart, bodyEnd) });
+    buf = buf.subarray(bodyEnd + 1);
+  }
+}
+
+/**
+ * A bare `ws` socket on /ws/websocket with subprotocol v12.stomp, for exact wire-level
+ * checks: `send` writes text or bytes as one WebSocket message, `frames` receives parsed
+ * STOMP frames `{command, headers, body: Buffer}` (heart-beats skipped).
+ */
+export async function rawStomp(server) {
+  const ws = new WebSocket(server.rawWsUrl, ['v12.stomp']);
+  const frames = new Inbox('raw STOMP');
+  const closed = deferred();
+  let pending = Buffer.alloc(0);
+  ws.on('message', (data) => {
+    const parsed = parseStompFrames(Buffer.concat([pending, Buffer.from(data)]));
+    pending = parsed.rest;
+    parsed.frames.forEach((f) => frames.push(f));
+  });
+  ws.on('close', (code) => closed.resolve(code));
+  ws.on('error', () => {});
+  await within(new Promise((r, j) => (ws.once('open', r), ws.once('error', j))), 5000, 'ws open');
+  return {
+    ws,
+    frames,
+    protocol: ws.protocol,
+    send: (data) => ws.send(data),
+    next: (ms = 5000) => frames.next(ms),
+    closed: (ms = 5000) => within(closed.promise, ms, 'raw socket closed'),
+    close: () => ws.close(),
+    /** Sends CONNECT with `token` and returns the CONNECTED frame. */
+    async connect(token, extra = '') {
+      ws.send(`CONNECT\naccept-version:1.2\nhost:localhost\nAuthorization:Bearer ${token}\n${extra}\n\0`);
+      return frames.next();
+    },
+  };
+}
+
 // --------------------------------------------------------------------- SSE ----
 
 /** Event names the server sends on /api/sse. */

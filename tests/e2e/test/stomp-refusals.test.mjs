@@ -5,13 +5,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import WebSocket from 'ws';
-
 import {
-  Inbox,
   SECRET,
-  deferred,
   jwtPayload,
+  rawStomp,
   signJwt,
   sleep,
   sseStream,
@@ -239,78 +236,48 @@ for (const { what, pattern, act } of RAW_REFUSALS) {
   });
 }
 
-/** A bare `ws` socket with subprotocol v12.stomp: raw frames in, received text out. */
-async function rawSocket() {
-  const ws = new WebSocket(server.rawWsUrl, ['v12.stomp']);
-  const frames = new Inbox('raw socket');
-  const closed = deferred();
-  ws.on('message', (data) => frames.push(data.toString('utf8')));
-  ws.on('close', (code) => closed.resolve(code));
-  ws.on('error', () => {});
-  await within(new Promise((r, j) => (ws.once('open', r), ws.once('error', j))), 5000, 'ws open');
-  assert.equal(ws.protocol, 'v12.stomp', 'subprotocol negotiated');
-  return { ws, frames, closed: (ms = 5000) => within(closed.promise, ms, 'raw socket closed') };
-}
-
-/** Parses a STOMP frame's command and headers from text. */
-function parseFrame(text) {
-  const [head, ...rest] = text.replace(/^[\r\n]+/, '').split(/\r?\n\r?\n/);
-  const [command, ...lines] = head.split(/\r?\n/);
-  const headers = {};
-  for (const l of lines) {
-    const i = l.indexOf(':');
-    if (i > 0 && !(l.slice(0, i) in headers)) headers[l.slice(0, i)] = l.slice(i + 1);
-  }
-  return { command, headers, body: rest.join('\n\n').replace(/\0[\s\S]*$/, '') };
-}
-
-/** The next non-heart-beat frame. */
-async function nextFrame(frames) {
-  return parseFrame(await frames.until((t) => t.trim() !== '', 5000, 'a STOMP frame'));
-}
-
 const GARBAGE = Buffer.from([0xff, 0xfe, 0x47, 0x41, 0x52, 0x42, 0x01, 0x02, 0x0a, 0x0a, 0x00]);
 
+/** Waits for an ERROR frame with a message header, then for the server to close. */
+async function rawRefused(raw, what) {
+  const f = await raw.next();
+  assert.equal(f.command, 'ERROR', `${what}: ${f.command} ${f.headers.message ?? ''}`);
+  assert.ok(f.headers.message, `${what}: message header`);
+  await raw.closed();
+  return f;
+}
+
 test('raw WebSocket: garbage bytes before CONNECT → ERROR, close', async () => {
-  const s = await rawSocket();
-  s.ws.send(GARBAGE);
-  const f = await nextFrame(s.frames);
-  assert.equal(f.command, 'ERROR');
-  assert.ok(f.headers.message, 'message header');
-  await s.closed();
+  const raw = await rawStomp(server);
+  assert.equal(raw.protocol, 'v12.stomp', 'subprotocol negotiated');
+  raw.send(GARBAGE);
+  await rawRefused(raw, 'garbage before CONNECT');
   await stillWorks('raw');
 });
 
 test('raw WebSocket: garbage bytes after CONNECTED → ERROR, close', async () => {
-  const s = await rawSocket();
-  s.ws.send(`CONNECT\naccept-version:1.2\nhost:localhost\nAuthorization:Bearer ${alice.token}\n\n\0`);
-  const connected = await nextFrame(s.frames);
+  const raw = await rawStomp(server);
+  const connected = await raw.connect(alice.token);
   assert.equal(connected.command, 'CONNECTED');
   assert.equal(connected.headers['user-name'], alice.user.username);
-  s.ws.send('THIS IS NOT STOMP\n\n\0');
-  const f = await nextFrame(s.frames);
-  assert.equal(f.command, 'ERROR');
-  assert.ok(f.headers.message, 'message header');
-  await s.closed();
+  raw.send('THIS IS NOT STOMP\n\n\0');
+  await rawRefused(raw, 'unknown command');
+
   // Garbage right behind a valid CONNECT in the same socket message.
-  const t = await rawSocket();
-  t.ws.send(Buffer.concat([
+  const t = await rawStomp(server);
+  t.send(Buffer.concat([
     Buffer.from(`CONNECT\naccept-version:1.2\nhost:localhost\nAuthorization:Bearer ${alice.token}\n\n\0`),
     GARBAGE,
   ]));
-  assert.equal((await nextFrame(t.frames)).command, 'CONNECTED');
-  assert.equal((await nextFrame(t.frames)).command, 'ERROR');
-  await t.closed();
+  assert.equal((await t.next()).command, 'CONNECTED');
+  await rawRefused(t, 'garbage behind CONNECT');
   await stillWorks('raw');
 });
 
 test('raw WebSocket: a frame before CONNECT → ERROR, close', async () => {
-  const s = await rawSocket();
-  s.ws.send(`SUBSCRIBE\nid:0\ndestination:${channelDest(general.id)}\n\n\0`);
-  const f = await nextFrame(s.frames);
-  assert.equal(f.command, 'ERROR');
-  assert.ok(f.headers.message, 'message header');
-  await s.closed();
+  const raw = await rawStomp(server);
+  raw.send(`SUBSCRIBE\nid:0\ndestination:${channelDest(general.id)}\n\n\0`);
+  await rawRefused(raw, 'SUBSCRIBE before CONNECT');
 });
 
 test('many refused clients in a row leave the server healthy', async () => {

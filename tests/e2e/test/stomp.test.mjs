@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { SOCKJS_TRANSPORTS, eventSource, sleep, startServer, stompConnected } from '../harness.mjs';
+import { SOCKJS_TRANSPORTS, eventSource, rawStomp, sleep, startServer, stompConnected } from '../harness.mjs';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const INSTANT = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.(\d{3}|\d{6}|\d{9}))?Z$/;
@@ -222,4 +222,40 @@ test('a STOMP message in a private channel notifies the other member over SSE', 
     sse.close();
     await b.close();
   }
+});
+
+test('raw wire: STOMP command, several frames per message with EOLs and CRLF, NUL in a body, DISCONNECT receipt', async () => {
+  const raw = await rawStomp(server);
+  assert.equal(raw.protocol, 'v12.stomp');
+  raw.send(`STOMP\r\naccept-version:1.1,1.2\r\nhost:localhost\r\nheart-beat:0,0\r\nAuthorization:Bearer ${alice.token}\r\n\r\n\0`);
+  const connected = await raw.next();
+  assert.equal(connected.command, 'CONNECTED');
+  assert.equal(connected.headers.version, '1.2');
+  assert.equal(connected.headers['heart-beat'], '0,0', 'no heart-beats when the client wants none');
+
+  const body = Buffer.from('{"a":"x\0y"}');
+  assert.ok(body.includes(0), 'the body carries a NUL byte');
+  raw.send(Buffer.concat([
+    Buffer.from('\n\r\nSUBSCRIBE\r\nid:s1\r\ndestination:/sub/e2e.wire\r\nreceipt:r1\r\n\r\n\0\n'),
+    Buffer.from(`SEND\ndestination:/sub/e2e.wire\ncontent-type:application/octet-stream\ncontent-length:${body.length}\nreceipt:r2\n\n`),
+    body,
+    Buffer.from('\0\n'),
+  ]));
+  const got = [await raw.next(), await raw.next(), await raw.next()];
+  const receipts = got.filter((f) => f.command === 'RECEIPT').map((f) => f.headers['receipt-id']);
+  assert.deepEqual(receipts.sort(), ['r1', 'r2']);
+  assert.equal(got[0].command, 'RECEIPT', 'the SUBSCRIBE receipt comes first');
+  const msg = got.find((f) => f.command === 'MESSAGE');
+  assert.ok(msg, 'MESSAGE delivered');
+  assert.equal(msg.headers.destination, '/sub/e2e.wire');
+  assert.equal(msg.headers.subscription, 's1');
+  assert.ok(msg.headers['message-id']);
+  assert.equal(Number(msg.headers['content-length']), body.length);
+  assert.deepEqual(msg.body, body, 'body bytes intact, NUL included');
+
+  raw.send('DISCONNECT\nreceipt:bye\n\n\0');
+  const bye = await raw.next();
+  assert.equal(bye.command, 'RECEIPT');
+  assert.equal(bye.headers['receipt-id'], 'bye');
+  await raw.closed();
 });
