@@ -124,15 +124,17 @@ async fn stomp_subscriber_on_a_receives_messages_sent_on_b_and_c() {
 #[tokio::test]
 async fn sockjs_xhr_streaming_sessions_work_through_round_robin() {
     let c = Cluster::shared().await;
+    // Its own round-robin nginx, so other tests' requests do not move the rotation.
+    let lb = c.start_nginx("round_robin", &[]).await;
     let channel = public_channel(c, "sockjsrr").await;
-    let mut user = Api::new(&c.nginx.base);
+    let mut user = Api::new(&lb.base);
     user.register(&unique("sockjs")).await;
     let token = user.token.clone().unwrap();
     // Six sessions: under round robin their requests would scatter over the three instances
     // (a session's xhr_send landing elsewhere is a 404); nginx hashes them on the session id.
     let mut sessions = Vec::new();
     for i in 0..6 {
-        let mut s = StompClient::connected(&c.nginx.base, Kind::XhrStreaming, &token).await;
+        let mut s = StompClient::connected(&lb.base, Kind::XhrStreaming, &token).await;
         let r = s
             .subscribe_confirmed(&format!("s{i}"), &dest(&channel))
             .await;
@@ -160,14 +162,19 @@ async fn sockjs_xhr_streaming_sessions_work_through_round_robin() {
     let mut upstreams = std::collections::HashSet::new();
     for _ in 0..3 {
         let r = http
-            .get(format!("{}/ws/info", c.nginx.base))
+            .get(format!("{}/ws/info", lb.base))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
         upstreams.insert(r.headers()["x-upstream-addr"].to_str().unwrap().to_string());
     }
-    assert!(upstreams.len() >= 2, "info requests spread: {upstreams:?}");
+    assert_eq!(
+        upstreams.len(),
+        3,
+        "info requests go round robin: {upstreams:?}"
+    );
+    lb.proc.kill();
 }
 
 #[tokio::test]
