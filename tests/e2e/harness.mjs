@@ -4,7 +4,8 @@
 // Environment (as exported by scripts/test.sh):
 //   DISCODEIT_BIN            server binary (default ../../target/debug/discodeit)
 //   DISCODEIT_PG_ADMIN_URL   PostgreSQL admin URL used to create/drop the test databases
-//   E2E_SERVER_LOG=1         forward the server's stderr (otherwise kept and shown on failure)
+//   E2E_SERVER_LOG=1         forward the server's stderr (otherwise kept: `server.log()`)
+//   E2E_RUST_LOG, E2E_STOMP_DEBUG=1   server log level; stompjs trace
 
 import { spawn, execFile } from 'node:child_process';
 import { randomBytes, createHmac } from 'node:crypto';
@@ -375,7 +376,12 @@ export class Api {
 
 // ------------------------------------------------------------------- STOMP ----
 
-/** SockJS transports that sockjs-client can use in Node. */
+/**
+ * SockJS transports that sockjs-client can use in Node (websocket via faye-websocket, the
+ * xhr ones via node:http, eventsource via its bundled `eventsource` package). htmlfile,
+ * jsonp-polling and the iframe-* variants need a DOM and are left to the sockjs-protocol
+ * suite, which drives them over plain HTTP.
+ */
 export const SOCKJS_TRANSPORTS = ['websocket', 'xhr-streaming', 'xhr-polling', 'eventsource'];
 
 /**

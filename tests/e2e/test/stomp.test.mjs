@@ -33,6 +33,20 @@ test('GET /ws/info: the SockJS info document', async () => {
   assert.equal(typeof info.cookie_needed, 'boolean');
   assert.deepEqual(info.origins, ['*:*']);
   assert.ok(Number.isInteger(info.entropy));
+
+  // Any origin may connect (CORS with credentials, as Spring's SockJS service answers).
+  const origin = 'http://elsewhere.test';
+  const cors = await fetch(`${server.sockjsUrl}/info`, { headers: { Origin: origin } });
+  assert.equal(cors.headers.get('access-control-allow-origin'), origin);
+  assert.equal(cors.headers.get('access-control-allow-credentials'), 'true');
+  const pre = await fetch(`${server.sockjsUrl}/info`, {
+    method: 'OPTIONS',
+    headers: { Origin: origin, 'Access-Control-Request-Method': 'GET' },
+  });
+  assert.equal(pre.status, 204);
+  assert.equal(pre.headers.get('access-control-allow-origin'), origin);
+  assert.match(pre.headers.get('access-control-allow-methods'), /GET/);
+  assert.ok(Number(pre.headers.get('access-control-max-age')) > 0);
 });
 
 const channelDest = (id) => `/sub/channels.${id}.messages`;
