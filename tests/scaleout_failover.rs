@@ -1,16 +1,80 @@
 //! One instance SIGKILLed under load (its own cluster: the kill is not undone): SSE clients
-//! behind nginx reconnect to the others with their last event id and lose nothing that was
-//! committed, and the outbox relay moves to a surviving instance.
+//! behind nginx reconnect to the others with their last event id, STOMP clients reconnect
+//! through nginx and refetch the message page, and none loses anything that was committed;
+//! the outbox relay moves to a surviving instance.
 
 #[path = "common/cluster.rs"]
 mod cluster;
 mod common;
+#[path = "common/stomp.rs"]
+mod stomp;
 
 use cluster::{Cluster, ResilientSse};
 use common::*;
+use discodeit::proto::stomp::Command;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use stomp::{End, Kind, StompClient};
+use tokio::sync::watch;
+
+/// Connects and subscribes to `dest`, retrying while nginx finds no live instance.
+async fn stomp_subscribed(base: &str, kind: Kind, token: &str, dest: &str) -> StompClient {
+    let mut c = StompClient::connected(base, kind, token).await;
+    let r = c.subscribe_confirmed("s", dest).await;
+    assert_eq!(r.command, Command::Receipt, "{r:?}");
+    c
+}
+
+/// A STOMP subscriber that starts on `start`; when its connection drops it reconnects
+/// through nginx, subscribes again and refetches the channel's message page, as the web
+/// client does. Returns the message ids it has (live or refetched) and its reconnects.
+async fn stomp_reader(
+    start: String,
+    nginx: String,
+    token: String,
+    channel: String,
+    done: watch::Receiver<Option<Vec<String>>>,
+) -> (HashSet<String>, usize) {
+    let dest = format!("/sub/channels.{channel}.messages");
+    let mut client = stomp_subscribed(&start, Kind::Raw, &token, &dest).await;
+    let mut rest = Api::new(&nginx);
+    rest.token = Some(token.clone());
+    let mut seen = HashSet::new();
+    let mut reconnects = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(all) = done.borrow().as_ref() {
+            if all.iter().all(|id| seen.contains(id)) {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        match client.next_frame(Duration::from_millis(300)).await {
+            Some(f) if f.command == Command::Message => {
+                let v: Value = serde_json::from_slice(&f.body).unwrap();
+                seen.insert(v["id"].as_str().unwrap().to_string());
+            }
+            Some(_) => {}
+            None => {
+                if !matches!(client.end(Duration::from_millis(1)).await, End::Closed(_)) {
+                    continue;
+                }
+                reconnects += 1;
+                client = stomp_subscribed(&nginx, Kind::SockJsWebSocket, &token, &dest).await;
+                let page = rest
+                    .get_ok(&format!("/api/messages?channelId={channel}&size=200"))
+                    .await;
+                for m in page["content"].as_array().unwrap() {
+                    seen.insert(m["id"].as_str().unwrap().to_string());
+                }
+            }
+        }
+    }
+    (seen, reconnects)
+}
 
 const CLIENTS: usize = 6;
 const CHANNELS: usize = 30;
@@ -62,12 +126,33 @@ async fn killing_an_instance_loses_no_committed_event() {
         })
         .collect();
 
+    // STOMP subscribers, two on each instance, on a public channel the producer also posts to.
+    let mut admin = Api::new(&c.nginx.base);
+    admin.admin().await;
+    let stomp_channel = admin.create_public_channel("failover-chat").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (msgs_tx, msgs_rx) = watch::channel::<Option<Vec<String>>>(None);
+    let mut stomp_readers = Vec::new();
+    for i in 0..6 {
+        let mut api = Api::new(&c.at(i % 3).base);
+        api.register(&format!("stompfail{i}")).await;
+        stomp_readers.push(tokio::spawn(stomp_reader(
+            c.at(i % 3).base.clone(),
+            c.nginx.base.clone(),
+            api.token.clone().unwrap(),
+            stomp_channel.clone(),
+            msgs_rx.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     // The producer: a channel manager creating public channels through nginx (each creation
     // commits its channels.refresh event in the same transaction). Midway, instance A (the
     // first started, so most likely the outbox relay) is killed.
-    let mut admin = Api::new(&c.nginx.base);
-    admin.admin().await;
     let mut committed = Vec::new();
+    let mut messages = Vec::new();
     let mut attempts = 0;
     let mut killed_at = None;
     while committed.len() < CHANNELS {
@@ -88,10 +173,18 @@ async fn killing_an_instance_loses_no_committed_event() {
             let v: Value = r.json().await.unwrap();
             committed.push(v["id"].as_str().unwrap().to_string());
         }
+        let r = admin
+            .post_message(&stomp_channel, &format!("m{attempts}"), vec![])
+            .await;
+        if r.status() == 201 {
+            let v: Value = r.json().await.unwrap();
+            messages.push(v["id"].as_str().unwrap().to_string());
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!c.at(0).proc.alive());
     done_tx.send(Some(committed.clone())).unwrap();
+    msgs_tx.send(Some(messages.clone())).unwrap();
 
     let mut total_reconnects = 0;
     for reader in readers {
@@ -114,9 +207,24 @@ async fn killing_an_instance_loses_no_committed_event() {
         total_reconnects >= 1,
         "no client was on the killed instance"
     );
+    let mut stomp_reconnects = 0;
+    for reader in stomp_readers {
+        let (seen, reconnects) = reader.await.unwrap();
+        stomp_reconnects += reconnects;
+        let missing: Vec<&String> = messages.iter().filter(|id| !seen.contains(*id)).collect();
+        assert!(
+            missing.is_empty(),
+            "STOMP client lost committed messages: {missing:?}"
+        );
+    }
+    assert!(
+        stomp_reconnects >= 2,
+        "the STOMP clients on A did not reconnect"
+    );
     eprintln!(
-        "A killed: {total_reconnects} SSE reconnects, {} creations cut off, all {CHANNELS} committed \
+        "A killed: {stomp_reconnects} STOMP reconnects, {} messages; {total_reconnects} SSE reconnects, {} creations cut off, all {CHANNELS} committed \
          events on all {CLIENTS} clients {:.1}s after the kill",
+        messages.len(),
         attempts - CHANNELS,
         killed_at.map(|k| k.elapsed().as_secs_f64()).unwrap_or_default()
     );
