@@ -110,11 +110,32 @@ async function psql(sql) {
   await execFileP('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', pgAdminUrl(), '-c', sql]);
 }
 
-/** Servers still running, killed if the test process exits early. */
-const running = new Set();
-process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
+/** Drops a test database in a detached psql: DROP DATABASE waits for a checkpoint (seconds
+ * on a busy cluster), so it finishes on its own after the test process has exited. */
+function dropDatabaseLater(db) {
+  spawn('psql', ['-X', '-q', pgAdminUrl(), '-c', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`], {
+    detached: true,
+    stdio: 'ignore',
+  }).unref();
+}
+
+/** Servers still running (child → database), killed if the test process exits early. */
+const running = new Map();
+const killAll = () => {
+  for (const [child, db] of running) {
+    child.kill('SIGKILL');
+    dropDatabaseLater(db);
+  }
+  running.clear();
+};
+process.on('exit', killAll);
+// The test runner stops a file that timed out with a signal, which skips 'exit' handlers.
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
+  process.once(sig, () => {
+    killAll();
+    process.kill(process.pid, sig);
+  });
+}
 
 /**
  * Starts the server binary on a free port with a fresh database; resolves once
@@ -143,7 +164,7 @@ export async function startServer({ env = {} } = {}) {
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  running.add(child);
+  running.set(child, db);
   const log = [];
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (chunk) => {
@@ -183,12 +204,7 @@ export async function startServer({ env = {} } = {}) {
       await exited;
       running.delete(child);
       fs.rmSync(storage, { recursive: true, force: true });
-      // DROP DATABASE waits for a checkpoint (seconds on a busy cluster): let it finish
-      // on its own after the test process has exited.
-      spawn('psql', ['-X', '-q', pgAdminUrl(), '-c', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`], {
-        detached: true,
-        stdio: 'ignore',
-      }).unref();
+      dropDatabaseLater(db);
     },
   };
 
@@ -197,6 +213,7 @@ export async function startServer({ env = {} } = {}) {
     const early = await Promise.race([exited, sleep(50).then(() => null)]);
     if (early) {
       running.delete(child);
+      dropDatabaseLater(db);
       throw new Error(`server exited during start-up (${JSON.stringify(early)}):\n${server.log()}`);
     }
     try {
