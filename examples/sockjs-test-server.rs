@@ -103,42 +103,45 @@ impl Endpoints {
     }
 }
 
-fn port_from_args() -> Result<u16, String> {
+/// `--host` (default 127.0.0.1: the suite runs locally) and `--port` (default 8081).
+fn addr_from_args() -> Result<(String, u16), String> {
     let mut args = std::env::args().skip(1);
     let mut port = 8081;
+    let mut host = "127.0.0.1".to_string();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--port" | "-p" => {
                 let v = args.next().ok_or("--port needs a value")?;
                 port = v.parse().map_err(|_| format!("invalid port {v:?}"))?;
             }
+            "--host" => host = args.next().ok_or("--host needs a value")?,
             "--help" | "-h" => {
-                println!("Usage: sockjs-test-server [--port 8081]");
+                println!("Usage: sockjs-test-server [--host 127.0.0.1] [--port 8081]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(port)
+    Ok((host, port))
 }
 
 #[tokio::main]
 async fn main() {
-    let port = match port_from_args() {
+    let (host, port) = match addr_from_args() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
             std::process::exit(2);
         }
     };
-    let listener = match TcpListener::bind(("0.0.0.0", port)).await {
+    let listener = match TcpListener::bind((host.as_str(), port)).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("cannot listen on port {port}: {e}");
             std::process::exit(1);
         }
     };
-    println!("SockJS test server on http://localhost:{port}");
+    println!("SockJS test server on http://{host}:{port}");
     let endpoints = Arc::new(Endpoints::new());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
