@@ -535,7 +535,13 @@ function startRealtime(): void {
     onOpen: (reconnect) => {
       sseConnects.value++;
       if (reconnect) void resync();
-      else void refreshWaitingAttachments();
+      else {
+        // Changes between the initial page load and this stream going live were not pushed
+        // to us: refetch the lists once the stream is live so nothing is missed.
+        refetchUsersSoon();
+        refetchChannelsSoon();
+        void refreshWaitingAttachments();
+      }
     },
     onUnauthorized: async () => !!(await refreshOrLogout()),
   });
