@@ -25,9 +25,19 @@ async fn signup_login_me_refresh_logout() {
     // Login: JSON string body, refresh cookie, security content type.
     let r = api.login_raw("alice", "p@ssw0rd1").await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-type"], "application/json;charset=UTF-8");
-    let set_cookie: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
-    assert!(set_cookie.iter().any(|c| c.starts_with("refresh_token=") && c.contains("HttpOnly")));
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json;charset=UTF-8"
+    );
+    let set_cookie: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(set_cookie
+        .iter()
+        .any(|c| c.starts_with("refresh_token=") && c.contains("HttpOnly")));
     let raw = r.text().await.unwrap();
     assert!(raw.starts_with('"') && raw.ends_with('"'));
     let access: String = serde_json::from_str(&raw).unwrap();
@@ -36,18 +46,35 @@ async fn signup_login_me_refresh_logout() {
 
     // The token authenticates and the user shows online.
     let users: Value = api.get("/api/users").await.json().await.unwrap();
-    let me = users.as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap();
+    let me = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "alice")
+        .unwrap();
     assert_eq!(me["online"], true);
 
     // /me returns the bare session token.
-    let r = api.req(Method::GET, "/api/auth/me").header("accept", "text/plain").send().await.unwrap();
+    let r = api
+        .req(Method::GET, "/api/auth/me")
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     assert_eq!(r.text().await.unwrap(), access);
 
     // Refresh rotates: new token, and the old refresh cookie stops working.
     let old_refresh = api.cookie("refresh_token").unwrap();
-    let r = api.req(Method::POST, "/api/auth/refresh").send().await.unwrap();
+    let r = api
+        .req(Method::POST, "/api/auth/refresh")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let new_access = r.text().await.unwrap();
     assert_ne!(new_access, access);
@@ -55,7 +82,10 @@ async fn signup_login_me_refresh_logout() {
     assert_ne!(new_refresh, old_refresh);
     let replay = reqwest::Client::new()
         .post(api.url("/api/auth/refresh"))
-        .header("cookie", format!("refresh_token={old_refresh}; XSRF-TOKEN=x"))
+        .header(
+            "cookie",
+            format!("refresh_token={old_refresh}; XSRF-TOKEN=x"),
+        )
         .header("X-XSRF-TOKEN", "x")
         .send()
         .await
@@ -65,11 +95,24 @@ async fn signup_login_me_refresh_logout() {
     assert_eq!(api.get("/api/users").await.status(), 200);
 
     // Logout: 200, cookies expired, tokens refused afterwards.
-    let r = api.req(Method::POST, "/api/auth/logout").send().await.unwrap();
+    let r = api
+        .req(Method::POST, "/api/auth/logout")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
-    assert!(cookies.iter().any(|c| c.starts_with("refresh_token=;") && c.contains("Max-Age=0")));
-    assert!(cookies.iter().any(|c| c.starts_with("XSRF-TOKEN=;") && c.contains("Max-Age=0")));
+    let cookies: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(cookies
+        .iter()
+        .any(|c| c.starts_with("refresh_token=;") && c.contains("Max-Age=0")));
+    assert!(cookies
+        .iter()
+        .any(|c| c.starts_with("XSRF-TOKEN=;") && c.contains("Max-Age=0")));
     let body = expect_error(api.get("/api/users").await, 401, "INVALID_TOKEN").await;
     assert_eq!(body["details"]["accessToken"], new_access);
     api.token = Some(access);
@@ -108,7 +151,12 @@ async fn csrf_is_enforced_before_authentication() {
         .unwrap();
     assert_eq!(r.status(), 403);
     // Logout needs no CSRF.
-    let r = api.http.post(api.url("/api/auth/logout")).send().await.unwrap();
+    let r = api
+        .http
+        .post(api.url("/api/auth/logout"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -117,8 +165,18 @@ async fn login_failures_and_one_session_per_user() {
     let server = TestServer::start().await;
     let mut a = server.client();
     a.signup("bob").await;
-    expect_error(a.login_raw("bob", "wrong-pass1!").await, 401, "BadCredentialsException").await;
-    expect_error(a.login_raw("nobody", "p@ssw0rd1").await, 401, "InternalAuthenticationServiceException").await;
+    expect_error(
+        a.login_raw("bob", "wrong-pass1!").await,
+        401,
+        "BadCredentialsException",
+    )
+    .await;
+    expect_error(
+        a.login_raw("nobody", "p@ssw0rd1").await,
+        401,
+        "InternalAuthenticationServiceException",
+    )
+    .await;
     let r = a
         .req(Method::POST, "/api/auth/login")
         .header("content-type", "application/json")
