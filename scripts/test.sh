@@ -55,6 +55,9 @@ trap 'exit 130' INT TERM
 
 setup_services() {
     ensure_rust_deps &&
+        # nginx + envsubst for the multi-instance harness, docker-compose to validate
+        # compose.yaml; installed once here rather than by parallel tests.
+        ensure_debs nginx-light gettext-base docker-compose &&
         DISCODEIT_PG_FAST=1 pg_start &&
         redis_start &&
         tansu_start
