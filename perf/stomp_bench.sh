@@ -4,7 +4,12 @@
 # at R/s in total for D seconds; every message is one MESSAGE to every subscriber.
 #
 #   perf/stomp_bench.sh                         # N = 1000, 10000, 18000 with two rates each
-#   STOMP_RUNS="1000:50,200 10000:10,30" PUBLISHERS=10 DURATION=10 perf/stomp_bench.sh
+#   STOMP_RUNS="1000:50,200 10000:10,30" PUBLISHERS=40 DURATION=10 perf/stomp_bench.sh
+#
+# Two modes (STOMP_MODES, default both): `messages` sends SEND /pub/messages for a public
+# channel (one database insert per message, subscribers on /sub/channels.{id}.messages);
+# `broker` sends to a plain in-memory broker destination /sub/<run> (no database), which
+# measures the hub's fan-out alone.
 #
 # Each run gets a fresh release server (clean RSS baseline) on one fresh database; the
 # loadgen splits the subscribers over ceil(N/9000) worker processes (20,000 open files each).
@@ -16,22 +21,26 @@ source perf/bench_lib.sh
 
 RUNS="${STOMP_RUNS:-1000:100,400 10000:10,40 18000:6,22}"
 DURATION="${DURATION:-10}"
-PUBLISHERS="${PUBLISHERS:-10}"
+PUBLISHERS="${PUBLISHERS:-40}"
+MODES="${STOMP_MODES:-messages broker}"
 
 bench_setup stomp
 bench_note | tee "$BENCH_OUT/host.txt"
 logs=()
-for run in $RUNS; do
-    conns=${run%%:*}
-    rates=${run#*:}
-    bench_server_start
-    log="$BENCH_OUT/stomp-$conns.log"
-    logs+=("$log")
-    echo "== STOMP: $conns subscribers, $PUBLISHERS publishers, rates $rates/s for ${DURATION}s (server pid $BENCH_PID)"
-    "$LOADGEN" stomp --url "$BENCH_URL" --server-pid "$BENCH_PID" --conns "$conns" \
-        --per-user 100 --publishers "$PUBLISHERS" --rate "$rates" --duration "$DURATION" \
-        --sources 8 --admin-user "$BENCH_ADMIN" --admin-password "$BENCH_ADMIN_PASSWORD" \
-        2> >(tee -a "$log.err" >&2) | tee "$log"
-    bench_server_stop
+for mode in $MODES; do
+    for run in $RUNS; do
+        conns=${run%%:*}
+        rates=${run#*:}
+        bench_server_start
+        log="$BENCH_OUT/stomp-$mode-$conns.log"
+        logs+=("$log")
+        echo "== STOMP ($mode): $conns subscribers, $PUBLISHERS publishers, rates $rates/s for ${DURATION}s (server pid $BENCH_PID)"
+        "$LOADGEN" stomp --mode "$mode" --url "$BENCH_URL" --server-pid "$BENCH_PID" \
+            --conns "$conns" --per-user 100 --publishers "$PUBLISHERS" --rate "$rates" \
+            --duration "$DURATION" --sources 8 --admin-user "$BENCH_ADMIN" \
+            --admin-password "$BENCH_ADMIN_PASSWORD" \
+            2> >(tee -a "$log.err" >&2) | tee "$log"
+        bench_server_stop
+    done
 done
 "$LOADGEN" table "${logs[@]}" | tee "$BENCH_OUT/table.md"

@@ -170,19 +170,27 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
         "user-prefix",
         if kind == Kind::Sse { "bsse" } else { "bstomp" },
     );
-    let label = if kind == Kind::Sse { "sse" } else { "stomp" };
+    let label = match (kind, args.text("mode", "messages").as_str()) {
+        (Kind::Sse, _) => "sse",
+        (Kind::Stomp, "broker") => "stomp-broker",
+        _ => "stomp",
+    };
 
     let rest = Rest::connect(&base).await?;
     let admin = rest.login(&admin_user, &admin_pass).await?;
     let run_id = format!("b{}", stats::now_us() / 1000 % 100_000_000);
-    let channel_id = match kind {
-        Kind::Sse => None,
-        Kind::Stomp => Some(rest.create_public_channel(&admin.token, &run_id).await?),
+    let route = match (kind, args.text("mode", "messages").as_str()) {
+        (Kind::Sse, _) => None,
+        (Kind::Stomp, "messages") => Some(crate::stomp::Route::Channel(
+            rest.create_public_channel(&admin.token, &run_id).await?,
+        )),
+        (Kind::Stomp, "broker") => Some(crate::stomp::Route::Broker(format!("/sub/{run_id}"))),
+        (_, m) => return Err(format!("--mode must be messages or broker, not {m:?}").into()),
     };
     let n_users = conns.div_ceil(per_user);
     let t = Instant::now();
     let users: Vec<Login> = crate::rest::users(&rest, &prefix, n_users, 4).await?;
-    let publishers_n: usize = args.num("publishers", 10)?;
+    let publishers_n: usize = args.num("publishers", 40)?;
     let pub_users = if kind == Kind::Stomp {
         crate::rest::users(&rest, &format!("{prefix}pub"), publishers_n, 4).await?
     } else {
@@ -211,7 +219,7 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
             count: last - first,
             sources,
             connect_parallel: connect_parallel.div_ceil(workers_n),
-            channel_id: channel_id.clone(),
+            destination: route.as_ref().map(|r| r.subscription()),
         };
         workers.push(Worker::spawn(&cfg).await?);
     }
@@ -268,7 +276,7 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
                         &conn,
                         &u.token,
                         &u.user_id,
-                        channel_id.as_deref().unwrap_or(""),
+                        route.as_ref().ok_or("no route")?,
                         pub_errors.clone(),
                     )
                     .await?,

@@ -60,13 +60,32 @@ async fn expect(ws: &mut Ws, command: &str) -> Res<()> {
     Err(format!("closed while waiting for {command}").into())
 }
 
-/// Connects and subscribes to the channel's messages; returns after the subscription's RECEIPT,
-/// when the server is sure to route the channel's messages to it.
-pub async fn open(conn: &Conn, token: &str, channel_id: &str) -> Res<Opened> {
+/// What the benchmark sends to and subscribes to.
+#[derive(Clone, Debug)]
+pub enum Route {
+    /// `SEND /pub/messages` for the channel (a database insert per message, as the front end
+    /// does it); subscribers read `/sub/channels.{id}.messages`.
+    Channel(String),
+    /// `SEND` straight to a plain broker destination (`/sub/...`, no database): the hub's
+    /// fan-out alone.
+    Broker(String),
+}
+
+impl Route {
+    /// The destination subscribers subscribe to.
+    pub fn subscription(&self) -> String {
+        match self {
+            Route::Channel(id) => format!("/sub/channels.{id}.messages"),
+            Route::Broker(d) => d.clone(),
+        }
+    }
+}
+
+/// Connects and subscribes to `destination`; returns after the subscription's RECEIPT, when
+/// the server is sure to route the destination's messages to it.
+pub async fn open(conn: &Conn, token: &str, destination: &str) -> Res<Opened> {
     let mut ws = connect(conn, token).await?;
-    let sub = format!(
-        "SUBSCRIBE\nid:sub-0\ndestination:/sub/channels.{channel_id}.messages\nreceipt:r-0\n\n\0"
-    );
+    let sub = format!("SUBSCRIBE\nid:sub-0\ndestination:{destination}\nreceipt:r-0\n\n\0");
     ws.send(Message::text(sub)).await?;
     expect(&mut ws, "RECEIPT").await?;
     Ok(Opened::Stomp(Box::new(ws)))
@@ -107,7 +126,7 @@ fn stamp_of(frame: &[u8]) -> Option<i64> {
 /// One publishing connection, owned by its user.
 pub struct Publisher {
     sink: SplitSink<Ws, Message>,
-    channel_id: String,
+    route: Route,
     author_id: String,
 }
 
@@ -117,7 +136,7 @@ impl Publisher {
         conn: &Conn,
         token: &str,
         author_id: &str,
-        channel_id: &str,
+        route: &Route,
         errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     ) -> Res<Publisher> {
         let ws = connect(conn, token).await?;
@@ -125,21 +144,28 @@ impl Publisher {
         tokio::spawn(watch_errors(stream, errors));
         Ok(Publisher {
             sink,
-            channel_id: channel_id.to_string(),
+            route: route.clone(),
             author_id: author_id.to_string(),
         })
     }
 
     /// SENDs one message stamped with the current time.
     pub async fn send(&mut self, seq: u64) -> Res<()> {
-        let body = serde_json::json!({
-            "content": format!("{STAMP}{} #{seq}", crate::stats::now_us()),
-            "channelId": self.channel_id,
-            "authorId": self.author_id,
-        })
-        .to_string();
+        let content = format!("{STAMP}{} #{seq}", crate::stats::now_us());
+        let (destination, body) = match &self.route {
+            Route::Channel(id) => (
+                "/pub/messages",
+                serde_json::json!({
+                    "content": content,
+                    "channelId": id,
+                    "authorId": self.author_id,
+                }),
+            ),
+            Route::Broker(d) => (d.as_str(), serde_json::json!({ "content": content })),
+        };
+        let body = body.to_string();
         let frame = format!(
-            "SEND\ndestination:/pub/messages\ncontent-type:application/json\ncontent-length:{}\n\n{body}\0",
+            "SEND\ndestination:{destination}\ncontent-type:application/json\ncontent-length:{}\n\n{body}\0",
             body.len()
         );
         self.sink.send(Message::text(frame)).await?;

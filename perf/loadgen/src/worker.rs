@@ -40,8 +40,8 @@ pub struct WorkerConfig {
     pub sources: usize,
     /// Connections being set up at once.
     pub connect_parallel: usize,
-    /// The channel STOMP subscribers subscribe to.
-    pub channel_id: Option<String>,
+    /// The destination STOMP subscribers subscribe to.
+    pub destination: Option<String>,
 }
 
 /// A line a worker sends back.
@@ -149,7 +149,7 @@ pub async fn main() -> Res<()> {
             shared.clone(),
             gate.clone(),
             cfg.kind,
-            cfg.channel_id.clone(),
+            cfg.destination.clone(),
         );
         tokio::spawn(async move {
             let opened = {
