@@ -332,7 +332,7 @@ impl SseHub {
 /// Pushes `bytes` to every stream; a full or closed stream is removed at once.
 fn push_live(streams: &mut Vec<StreamHandle>, id: Uuid, bytes: &Bytes) {
     streams.retain_mut(|s| {
-        if s.replayed.remove(&id) {
+        if !s.replayed.is_empty() && s.replayed.remove(&id) {
             return true;
         }
         match s.tx.try_send(bytes.clone()) {
