@@ -9,12 +9,10 @@ use uuid::Uuid;
 use super::uploads::UploadKind;
 use super::validation::Checks;
 use super::{Services, Upload};
-use crate::domain::{
-    ChannelType, Event, MessageDto, NotificationDto, NotificationType, PageResponse, Role,
-};
+use crate::domain::{ChannelType, Event, MessageDto, PageResponse, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::security::Principal;
-use crate::store::{binary_contents, channels, messages, notifications, read_statuses, users};
+use crate::store::{binary_contents, channels, messages, notifications, users};
 use crate::time::{format_instant, parse_instant};
 
 /// `MessageCreateRequest` (also the STOMP `/pub/messages` body).
@@ -93,6 +91,18 @@ impl Services {
         }
         let ids: Vec<Uuid> = files.iter().map(|f| f.0.id).collect();
         messages::insert(&*tx, id, channel_id, author_id, &content, at, &ids).await?;
+        let title = match channel.channel_type {
+            ChannelType::Public => format!(
+                "{} (# {})",
+                author.dto.username,
+                channel.name.as_deref().unwrap_or_default()
+            ),
+            ChannelType::Private => author.dto.username.clone(),
+        };
+        let notes = notifications::insert_for_new_message(
+            &*tx, channel_id, author_id, &title, &content, at,
+        )
+        .await?;
         let dto = MessageDto {
             id,
             created_at: at,
@@ -102,10 +112,11 @@ impl Services {
             author: Some(author.dto),
             attachments: files.iter().map(|f| f.0.clone()).collect(),
         };
-        let created = Event::MessageCreated {
+        let mut events = vec![Event::MessageCreated {
             message: Arc::new(dto.clone()),
-        };
-        self.commit(tx, vec![created]).await?;
+        }];
+        events.extend(notes.iter().map(Services::notification_event));
+        self.commit(tx, events).await?;
         if !files.is_empty() {
             self.store_uploads_later(
                 files,
@@ -114,66 +125,7 @@ impl Services {
                 request_id,
             );
         }
-        let this = self.clone();
-        let for_notes = dto.clone();
-        let channel_name = channel.name.clone();
-        let channel_type = channel.channel_type;
-        tokio::spawn(async move {
-            if let Err(e) = this
-                .notify_new_message(&for_notes, channel_type, channel_name)
-                .await
-            {
-                tracing::error!("notifications for message {}: {e}", for_notes.id);
-            }
-        });
         Ok(dto)
-    }
-
-    /// NEW_MESSAGE notifications for members with notifications on, except the author.
-    async fn notify_new_message(
-        &self,
-        m: &MessageDto,
-        channel_type: ChannelType,
-        channel_name: Option<String>,
-    ) -> ApiResult<()> {
-        let Some(author) = &m.author else {
-            return Ok(());
-        };
-        let title = match channel_type {
-            ChannelType::Public => {
-                format!(
-                    "{} (# {})",
-                    author.username,
-                    channel_name.unwrap_or_default()
-                )
-            }
-            ChannelType::Private => author.username.clone(),
-        };
-        let mut db = self.db.client().await?;
-        let receivers =
-            read_statuses::notification_receivers(&**db, m.channel_id, author.id).await?;
-        if receivers.is_empty() {
-            return Ok(());
-        }
-        let created_at = crate::time::now();
-        let notes: Vec<NotificationDto> = receivers
-            .into_iter()
-            .map(|r| NotificationDto {
-                id: Uuid::new_v4(),
-                created_at,
-                receiver_id: r,
-                title: title.clone(),
-                content: m.content.clone(),
-                notification_type: NotificationType::NewMessage,
-                target_id: Some(m.channel_id),
-            })
-            .collect();
-        let tx = db.transaction().await?;
-        for n in &notes {
-            notifications::insert(&*tx, n).await?;
-        }
-        let events = notes.iter().map(Services::notification_event).collect();
-        self.commit(tx, events).await
     }
 
     /// `GET /api/messages`: newest first, strictly before the cursor.

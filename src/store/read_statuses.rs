@@ -62,20 +62,3 @@ pub async fn update(
             .map(|r| from_row(&r)),
     )
 }
-
-/// Users with notifications on in `channel`, except `author`.
-pub async fn notification_receivers(
-    c: &impl GenericClient,
-    channel: Uuid,
-    author: Uuid,
-) -> ApiResult<Vec<Uuid>> {
-    Ok(c.query(
-        "SELECT user_id FROM read_statuses
-         WHERE channel_id = $1 AND notification_enabled AND user_id <> $2",
-        &[&channel, &author],
-    )
-    .await?
-    .iter()
-    .map(|r| r.get(0))
-    .collect())
-}
