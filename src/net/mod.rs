@@ -7,6 +7,7 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod server;
+pub mod shards;
 pub mod sse;
 pub mod static_files;
 pub mod ws;

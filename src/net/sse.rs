@@ -8,6 +8,7 @@
 //! Each event is encoded once; every stream gets a clone of the same `Bytes`. Every stream
 //! has a bounded queue: a stream whose queue is full or whose client went away is removed.
 
+use crate::net::shards::{lock, Sharded};
 use bytes::Bytes;
 use futures_util::stream;
 use http::{header, HeaderValue, StatusCode};
@@ -15,7 +16,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -26,8 +27,6 @@ use crate::domain::{Audience, Event, SseEvent};
 use crate::net::response::Resp;
 use crate::proto::sse::{encode_comment, encode_event};
 use crate::security::Principal;
-
-const SHARDS: usize = 64;
 
 /// One open stream's sending side.
 struct StreamHandle {
@@ -89,7 +88,7 @@ struct UserEntry {
 
 /// The SSE registry and replay store.
 pub struct SseHub {
-    shards: Vec<Mutex<HashMap<Uuid, UserEntry>>>,
+    shards: Sharded<HashMap<Uuid, UserEntry>>,
     broadcast: Mutex<History>,
     /// Ids older than this were produced before this process could have kept them.
     start_horizon: Uuid,
@@ -98,13 +97,6 @@ pub struct SseHub {
     max_events: usize,
     max_age: Duration,
     keepalive: Duration,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 /// Where a reconnecting client's replay starts.
@@ -118,7 +110,7 @@ impl SseHub {
     pub fn new(config: &Config) -> Arc<Self> {
         let start = Uuid::now_v7();
         Arc::new(SseHub {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: Sharded::default(),
             broadcast: Mutex::new(History::new(start)),
             start_horizon: start,
             next_stream: AtomicU64::new(1),
@@ -127,11 +119,6 @@ impl SseHub {
             max_age: config.sse_replay_max_age,
             keepalive: config.sse_keepalive,
         })
-    }
-
-    fn shard(&self, user: Uuid) -> &Mutex<HashMap<Uuid, UserEntry>> {
-        let h = user.as_u128();
-        &self.shards[((h ^ (h >> 64)) as usize) % SHARDS]
     }
 
     /// Subscribes to the bus and starts the keep-alive sweep.
@@ -172,7 +159,7 @@ impl SseHub {
         match &e.audience {
             Audience::All => {
                 lock(&self.broadcast).push(kept(), self.max_events, self.max_age);
-                for shard in &self.shards {
+                for shard in self.shards.all() {
                     let mut map = lock(shard);
                     map.retain(|_, entry| {
                         push_live(&mut entry.streams, e.id, &bytes);
@@ -182,7 +169,7 @@ impl SseHub {
             }
             Audience::Users(users) => {
                 for user in users {
-                    let mut map = lock(self.shard(*user));
+                    let mut map = self.shards.lock(&user);
                     let entry = map.entry(*user).or_default();
                     entry
                         .history
@@ -196,7 +183,7 @@ impl SseHub {
 
     /// Closes the user's streams (all, or those of one login session).
     pub fn close_user(&self, user: Uuid, session: Option<Uuid>) {
-        let mut map = lock(self.shard(user));
+        let mut map = self.shards.lock(&user);
         if let Some(entry) = map.get_mut(&user) {
             entry
                 .streams
@@ -207,7 +194,7 @@ impl SseHub {
     /// Sends a keep-alive comment to every stream; drops dead and stuck ones.
     fn ping_all(&self) {
         let ping = encode_comment("ping");
-        for shard in &self.shards {
+        for shard in self.shards.all() {
             let mut map = lock(shard);
             for entry in map.values_mut() {
                 entry
@@ -226,7 +213,7 @@ impl SseHub {
     /// Number of open streams (for tests and metrics).
     pub fn stream_count(&self) -> usize {
         self.shards
-            .iter()
+            .all()
             .map(|s| lock(s).values().map(|e| e.streams.len()).sum::<usize>())
             .sum()
     }
@@ -256,7 +243,7 @@ impl SseHub {
             &serde_json::json!({ "userId": who.user_id }).to_string(),
         );
         {
-            let mut map = lock(self.shard(who.user_id));
+            let mut map = self.shards.lock(&who.user_id);
             let entry = map.entry(who.user_id).or_default();
             let user_horizon = entry
                 .history

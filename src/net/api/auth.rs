@@ -57,7 +57,7 @@ struct LoginRequest {
 }
 
 /// Reads username/password from JSON, urlencoded or multipart bodies.
-async fn read_login(app: &App, ctx: &mut Ctx) -> ApiResult<(String, String)> {
+async fn read_login(ctx: &mut Ctx) -> ApiResult<(String, String)> {
     let ct = ctx
         .header("content-type")
         .unwrap_or_default()
@@ -90,7 +90,6 @@ async fn read_login(app: &App, ctx: &mut Ctx) -> ApiResult<(String, String)> {
             serde_json::from_slice(&body).map_err(|_| ApiError::unreadable_login())?;
         (req.username, req.password)
     };
-    let _ = app;
     match (u, p) {
         (Some(u), Some(p)) => Ok((u, p)),
         (None, _) => Err(ApiError::unknown_login_user()),
@@ -99,7 +98,7 @@ async fn read_login(app: &App, ctx: &mut Ctx) -> ApiResult<(String, String)> {
 }
 
 pub async fn login(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {
-    let (username, password) = read_login(app, ctx).await?;
+    let (username, password) = read_login(ctx).await?;
     let pair = app.services.login(&username, &password).await?;
     set_refresh(ctx, &pair.refresh);
     let body = serde_json::to_vec(&pair.access).unwrap_or_default();

@@ -7,19 +7,17 @@
 //! from one [`MessageTemplate`], rendered once per distinct subscription id and framing, and
 //! every subscriber sharing that id gets the same bytes. Pushes never wait (see [`Outbox`]).
 
+use crate::net::shards::Sharded;
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use uuid::Uuid;
 
 use super::outbox::{CloseReason, Framing, Outbox, Outgoing};
 use crate::bus::EventBus;
 use crate::domain::{Event, MessageDto};
 use crate::proto::stomp::{encode_to_bytes, Command, Frame, MessageTemplate};
-
-const SHARDS: usize = 64;
 
 /// The content type of broker messages sent with `SEND /sub/...` (the bus carries text).
 const BROKER_CONTENT_TYPE: &str = "text/plain;charset=UTF-8";
@@ -44,23 +42,10 @@ type Destinations = HashMap<String, Arc<Vec<Subscriber>>>;
 
 /// The in-memory broker and connection registry.
 pub struct Hub {
-    destinations: Vec<Mutex<Destinations>>,
-    users: Vec<Mutex<HashMap<Uuid, Vec<Connection>>>>,
+    destinations: Sharded<Destinations>,
+    users: Sharded<HashMap<Uuid, Vec<Connection>>>,
     next_conn: AtomicU64,
     next_message: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-fn shard_of(key: &impl Hash) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    (h.finish() as usize) % SHARDS
 }
 
 /// The destination every message of a channel is broadcast to.
@@ -71,8 +56,8 @@ pub fn channel_destination(channel_id: Uuid) -> String {
 impl Hub {
     pub fn new() -> Arc<Hub> {
         Arc::new(Hub {
-            destinations: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            users: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            destinations: Sharded::default(),
+            users: Sharded::default(),
             next_conn: AtomicU64::new(1),
             next_message: AtomicU64::new(1),
         })
@@ -132,7 +117,9 @@ impl Hub {
     }
 
     fn has_subscribers(&self, destination: &str) -> bool {
-        lock(&self.destinations[shard_of(&destination)]).contains_key(destination)
+        self.destinations
+            .lock(destination)
+            .contains_key(destination)
     }
 
     /// Delivers one MESSAGE to every subscriber of `destination`. Returns how many
@@ -144,7 +131,7 @@ impl Hub {
         content_type: &str,
         body: Bytes,
     ) -> usize {
-        let targets = match lock(&self.destinations[shard_of(&destination)]).get(destination) {
+        let targets = match self.destinations.lock(destination).get(destination) {
             Some(list) => list.clone(),
             None => return 0,
         };
@@ -172,7 +159,7 @@ impl Hub {
 
     /// Adds a subscription.
     pub fn subscribe(&self, destination: &str, conn: u64, id: &str, outbox: &Outbox) {
-        let mut map = lock(&self.destinations[shard_of(&destination)]);
+        let mut map = self.destinations.lock(destination);
         let list = map.entry(destination.to_string()).or_default();
         Arc::make_mut(list).push(Subscriber {
             conn,
@@ -183,7 +170,7 @@ impl Hub {
 
     /// Removes a subscription (no-op when absent).
     pub fn unsubscribe(&self, destination: &str, conn: u64, id: &str) {
-        let mut map = lock(&self.destinations[shard_of(&destination)]);
+        let mut map = self.destinations.lock(destination);
         if let Some(list) = map.get_mut(destination) {
             Arc::make_mut(list).retain(|s| !(s.conn == conn && &*s.id == id));
             if list.is_empty() {
@@ -194,14 +181,16 @@ impl Hub {
 
     /// Number of subscriptions to `destination` (for tests and metrics).
     pub fn subscriber_count(&self, destination: &str) -> usize {
-        lock(&self.destinations[shard_of(&destination)])
+        self.destinations
+            .lock(destination)
             .get(destination)
             .map_or(0, |l| l.len())
     }
 
     /// Registers an authenticated connection so a revocation can close it.
     pub fn register(&self, conn: u64, user: Uuid, session_id: Option<Uuid>, outbox: &Outbox) {
-        lock(&self.users[shard_of(&user)])
+        self.users
+            .lock(&user)
             .entry(user)
             .or_default()
             .push(Connection {
@@ -212,7 +201,7 @@ impl Hub {
     }
 
     pub fn unregister(&self, conn: u64, user: Uuid) {
-        let mut map = lock(&self.users[shard_of(&user)]);
+        let mut map = self.users.lock(&user);
         if let Some(list) = map.get_mut(&user) {
             list.retain(|c| c.conn != conn);
             if list.is_empty() {
@@ -223,15 +212,13 @@ impl Hub {
 
     /// Number of live STOMP connections of `user`.
     pub fn connection_count(&self, user: Uuid) -> usize {
-        lock(&self.users[shard_of(&user)])
-            .get(&user)
-            .map_or(0, Vec::len)
+        self.users.lock(&user).get(&user).map_or(0, Vec::len)
     }
 
     /// Closes the user's connections (of one login session, or all) with an ERROR frame.
     pub fn revoke(&self, user: Uuid, session_id: Option<Uuid>) {
         let closed: Vec<Connection> = {
-            let mut map = lock(&self.users[shard_of(&user)]);
+            let mut map = self.users.lock(&user);
             let Some(list) = map.get_mut(&user) else {
                 return;
             };

@@ -10,22 +10,13 @@
 
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::SessionIo;
+use crate::net::shards::{lock, Sharded};
 use crate::net::ws::outbox::{CloseReason, Framing, Next, Outbox, OutboxReceiver, Outgoing};
-
-const SHARDS: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
 
 /// Mutable state of one session.
 struct State {
@@ -151,34 +142,28 @@ impl Drop for Attached {
 
 /// All sessions of one SockJS endpoint, sharded by session id.
 pub(super) struct Registry {
-    shards: Vec<Mutex<HashMap<String, Arc<Session>>>>,
+    shards: Sharded<HashMap<String, Arc<Session>>>,
     queue: usize,
     inbound_queue: usize,
-}
-
-fn shard_of(id: &str) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    id.hash(&mut h);
-    (h.finish() as usize) % SHARDS
 }
 
 impl Registry {
     pub fn new(queue: usize, inbound_queue: usize) -> Arc<Registry> {
         Arc::new(Registry {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: Sharded::default(),
             queue,
             inbound_queue,
         })
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        lock(&self.shards[shard_of(id)]).get(id).cloned()
+        self.shards.lock(id).get(id).cloned()
     }
 
     /// The session `id`, created if absent. A new session's I/O is returned so the caller
     /// can start the service (outside the lock).
     pub fn get_or_create(&self, id: &str) -> (Arc<Session>, Option<SessionIo>) {
-        let mut map = lock(&self.shards[shard_of(id)]);
+        let mut map = self.shards.lock(id);
         if let Some(s) = map.get(id) {
             return (s.clone(), None);
         }
@@ -204,12 +189,12 @@ impl Registry {
 
     /// Number of live sessions (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).len()).sum()
+        self.shards.all().map(|s| lock(s).len()).sum()
     }
 
     /// Removes sessions without a receiver for `delay`, closing them for their service.
     fn sweep(&self, delay: Duration) {
-        for shard in &self.shards {
+        for shard in self.shards.all() {
             let mut gone = Vec::new();
             lock(shard).retain(|_, s| {
                 let keep = !s.expired(delay);
