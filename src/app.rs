@@ -1,7 +1,7 @@
 //! Wiring: builds the services, the realtime hubs and the HTTP server from a [`Config`], and
 //! runs them until SIGINT/SIGTERM.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -12,29 +12,13 @@ use crate::config::Config;
 use crate::net::sse::SseHub;
 use crate::net::static_files::StaticFiles;
 use crate::net::ws::WsEndpoint;
+use crate::net::App;
 use crate::security::jwt::JwtCodec;
 use crate::security::redis_registry::RedisRegistry;
 use crate::security::registry::{JwtRegistry, MemoryRegistry};
 use crate::service::Services;
 use crate::store::files::FileStore;
 use crate::store::Db;
-
-/// Everything a request handler can reach.
-pub struct App {
-    pub config: Arc<Config>,
-    pub services: Arc<Services>,
-    pub web: Option<StaticFiles>,
-    pub sse: Arc<SseHub>,
-    pub ws: Option<WsEndpoint>,
-    ready: Arc<AtomicBool>,
-}
-
-impl App {
-    /// True once the event pipeline is consuming (multi-instance mode waits for Kafka).
-    pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-}
 
 /// Connects to the database, migrates, bootstraps the admin, builds the [`App`].
 pub async fn build(config: Config) -> Result<Arc<App>, String> {

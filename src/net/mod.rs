@@ -9,8 +9,10 @@ pub mod router;
 pub mod server;
 pub mod shards;
 pub mod sse;
+pub mod state;
 pub mod static_files;
 pub mod ws;
 
 pub use request::Ctx;
 pub use response::{Body, Resp};
+pub use state::App;

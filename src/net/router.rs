@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::api::{self, Route};
 use super::request::{parse_uuid, Ctx};
 use super::response::{self, set_header, Resp};
-use crate::app::App;
 use crate::error::{ApiError, ApiResult};
+use crate::net::App;
 use crate::security::csrf;
 
 /// Entry point for every HTTP request.

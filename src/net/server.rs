@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::router;
-use crate::app::App;
+use crate::net::App;
 
 /// Accepts connections until `shutdown` resolves.
 pub async fn serve(

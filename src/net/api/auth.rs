@@ -5,12 +5,12 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::principal;
-use crate::app::App;
 use crate::domain::CsrfTokenBody;
 use crate::error::{ApiError, ApiResult};
 use crate::net::multipart::Form;
 use crate::net::request::Ctx;
 use crate::net::response::{self, Resp, JSON, JSON_UTF8};
+use crate::net::App;
 use crate::security::csrf;
 
 const REFRESH_COOKIE: &str = "refresh_token";

@@ -4,10 +4,10 @@ use http::{header, StatusCode};
 use uuid::Uuid;
 
 use super::principal;
-use crate::app::App;
 use crate::error::ApiResult;
 use crate::net::request::{parse_uuid, Ctx};
 use crate::net::response::{self, set_header, Resp};
+use crate::net::App;
 
 pub async fn get(app: &App, ctx: &mut Ctx, id: Uuid) -> ApiResult<Resp> {
     principal(app, ctx).await?;

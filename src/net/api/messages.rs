@@ -4,12 +4,12 @@ use http::StatusCode;
 use uuid::Uuid;
 
 use super::principal;
-use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::net::multipart::Form;
 use crate::net::request::Ctx;
 use crate::net::response::{self, Resp};
 use crate::net::router::no_content;
+use crate::net::App;
 use crate::service::messages::{MessageCreateRequest, PageQuery};
 
 fn int_param(ctx: &Ctx, name: &str) -> ApiResult<Option<i64>> {

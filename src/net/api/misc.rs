@@ -7,11 +7,11 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::principal;
-use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::net::request::Ctx;
 use crate::net::response::{self, Resp};
 use crate::net::router::no_content;
+use crate::net::App;
 
 /// `GET /actuator/health`: 200 `{"status":"UP"}` with the database status; 503 when down.
 pub async fn health(app: &App) -> Resp {

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::request::Ctx;
 use super::response::Resp;
-use crate::app::App;
 use crate::error::{ApiError, ApiResult};
+use crate::net::App;
 use crate::security::Principal;
 
 /// Every REST endpoint, with its path ids already parsed.

@@ -4,10 +4,10 @@ use http::StatusCode;
 use uuid::Uuid;
 
 use super::principal;
-use crate::app::App;
 use crate::error::ApiResult;
 use crate::net::request::Ctx;
 use crate::net::response::{self, Resp};
+use crate::net::App;
 
 pub async fn list(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {
     let caller = principal(app, ctx).await?;

@@ -16,10 +16,10 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::app::App;
 use crate::bus::EventBus;
 use crate::config::Config;
 use crate::net::response::Resp;
+use crate::net::App;
 use crate::proto::stomp::Limits;
 use crate::service::Services;
 use hub::Hub;
