@@ -189,4 +189,26 @@ mod tests {
             Route::ListChannels
         );
     }
+
+    #[test]
+    fn every_route_resolves_from_its_template() {
+        let all = Route::all();
+        for route in &all {
+            let (method, template) = route.template();
+            let path = template
+                .split('/')
+                .map(|s| {
+                    if s.starts_with('{') {
+                        Uuid::nil().to_string()
+                    } else {
+                        s.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            assert_eq!(&resolve(&method, &path).unwrap(), route, "{template}");
+        }
+        let distinct: std::collections::HashSet<_> = all.iter().map(|r| r.template()).collect();
+        assert_eq!(distinct.len(), all.len());
+    }
 }

@@ -57,6 +57,79 @@ impl Route {
     pub fn csrf_exempt(&self) -> bool {
         matches!(self, Route::Logout)
     }
+
+    /// Every route once (path ids nil): for the API document's coverage test and for
+    /// per-route metrics.
+    pub fn all() -> Vec<Route> {
+        use Route::*;
+        let n = Uuid::nil();
+        vec![
+            CsrfToken,
+            Login,
+            Me,
+            Refresh,
+            Logout,
+            UpdateRole,
+            ListUsers,
+            CreateUser,
+            UpdateUser(n),
+            DeleteUser(n),
+            ListChannels,
+            CreatePublicChannel,
+            CreatePrivateChannel,
+            UpdateChannel(n),
+            DeleteChannel(n),
+            ListMessages,
+            CreateMessage,
+            UpdateMessage(n),
+            DeleteMessage(n),
+            ListReadStatuses,
+            CreateReadStatus,
+            UpdateReadStatus(n),
+            ListBinaryContents,
+            GetBinaryContent(n),
+            Download(n),
+            ListNotifications,
+            DeleteNotification(n),
+            Sse,
+        ]
+    }
+
+    /// The method and path template (OpenAPI style) this route answers.
+    pub fn template(&self) -> (http::Method, &'static str) {
+        use http::Method as M;
+        use Route::*;
+        match self {
+            CsrfToken => (M::GET, "/api/auth/csrf-token"),
+            Login => (M::POST, "/api/auth/login"),
+            Me => (M::GET, "/api/auth/me"),
+            Refresh => (M::POST, "/api/auth/refresh"),
+            Logout => (M::POST, "/api/auth/logout"),
+            UpdateRole => (M::PUT, "/api/auth/role"),
+            ListUsers => (M::GET, "/api/users"),
+            CreateUser => (M::POST, "/api/users"),
+            UpdateUser(_) => (M::PATCH, "/api/users/{userId}"),
+            DeleteUser(_) => (M::DELETE, "/api/users/{userId}"),
+            ListChannels => (M::GET, "/api/channels"),
+            CreatePublicChannel => (M::POST, "/api/channels/public"),
+            CreatePrivateChannel => (M::POST, "/api/channels/private"),
+            UpdateChannel(_) => (M::PATCH, "/api/channels/{channelId}"),
+            DeleteChannel(_) => (M::DELETE, "/api/channels/{channelId}"),
+            ListMessages => (M::GET, "/api/messages"),
+            CreateMessage => (M::POST, "/api/messages"),
+            UpdateMessage(_) => (M::PATCH, "/api/messages/{messageId}"),
+            DeleteMessage(_) => (M::DELETE, "/api/messages/{messageId}"),
+            ListReadStatuses => (M::GET, "/api/readStatuses"),
+            CreateReadStatus => (M::POST, "/api/readStatuses"),
+            UpdateReadStatus(_) => (M::PATCH, "/api/readStatuses/{readStatusId}"),
+            ListBinaryContents => (M::GET, "/api/binaryContents"),
+            GetBinaryContent(_) => (M::GET, "/api/binaryContents/{binaryContentId}"),
+            Download(_) => (M::GET, "/api/binaryContents/{binaryContentId}/download"),
+            ListNotifications => (M::GET, "/api/notifications"),
+            DeleteNotification(_) => (M::DELETE, "/api/notifications/{notificationId}"),
+            Sse => (M::GET, "/api/sse"),
+        }
+    }
 }
 
 /// Runs the handler for `route`.
