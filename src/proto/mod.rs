@@ -4,3 +4,4 @@
 pub mod sockjs;
 pub mod sse;
 pub mod stomp;
+pub mod websocket;

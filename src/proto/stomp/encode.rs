@@ -92,6 +92,13 @@ impl MessageTemplate {
         }
     }
 
+    /// Everything after the subscription id: `\ndestination:…` through the body and NUL.
+    /// A MESSAGE is `MESSAGE\nsubscription:` + escaped id + this, so a fan-out can write the
+    /// three parts as slices and share this one buffer among every subscriber.
+    pub fn tail(&self) -> Bytes {
+        self.tail.clone()
+    }
+
     /// The complete MESSAGE frame for one subscription.
     pub fn render(&self, subscription_id: &str) -> Bytes {
         let mut out = BytesMut::with_capacity(
@@ -102,6 +109,14 @@ impl MessageTemplate {
         out.put_slice(&self.tail);
         out.freeze()
     }
+}
+
+/// `text` escaped as a STOMP 1.2 header value (`\r` `\n` `:` `\`).
+pub fn escape_header(text: &str) -> String {
+    let mut out = BytesMut::with_capacity(text.len() + 4);
+    put_text(&mut out, text, true);
+    // Escaping only replaces ASCII bytes with ASCII sequences: still UTF-8.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 /// Writes a header name or value, escaping it per STOMP 1.2 if `escaped`.

@@ -8,14 +8,16 @@
 //! loop { read into buf; while let Some(item) = decoder.decode(&mut buf)? { handle(item) } }
 //! ```
 
+mod command;
 mod decode;
 mod encode;
 mod error;
 mod frame;
 mod heartbeat;
 
+pub use command::{ClientCommand, CommandError, Request};
 pub use decode::{Decoder, Item, Limits};
-pub use encode::{encode, encode_to_bytes, heartbeat, MessageTemplate};
+pub use encode::{encode, encode_to_bytes, escape_header, heartbeat, MessageTemplate};
 pub use error::DecodeError;
 pub use frame::{Command, Frame};
 pub use heartbeat::negotiate_heartbeat;
