@@ -269,6 +269,18 @@ impl ApiError {
         .detail("reason", what)
     }
 
+    /// 429: a per-user resource limit (streams, sessions) is reached.
+    pub fn limit_reached(what: &str, limit: usize) -> Self {
+        Self::new(
+            429,
+            "TOO_MANY_REQUESTS",
+            "요청이 너무 많습니다.",
+            "TooManyRequestsException",
+        )
+        .detail("reason", what)
+        .detail("limit", limit)
+    }
+
     pub fn internal(what: impl fmt::Display) -> Self {
         tracing::error!("internal error: {what}");
         Self::new(
@@ -277,6 +289,18 @@ impl ApiError {
             "서버 내부 오류가 발생했습니다.",
             "InternalServerError",
         )
+    }
+}
+
+impl ApiError {
+    /// The resource does not exist (the service's "not found" errors).
+    pub fn is_not_found(&self) -> bool {
+        self.status == 404
+    }
+
+    /// The caller may not do this.
+    pub fn is_forbidden(&self) -> bool {
+        self.status == 403
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod binary_contents;
 pub mod channels;
+pub mod destinations;
 pub mod messages;
 pub mod notifications;
 pub mod read_statuses;
