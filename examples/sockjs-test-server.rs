@@ -13,38 +13,48 @@
 //!
 //! JSONP is on and streaming responses end after 4096 bytes, as the suite requires.
 
+use bytes::Bytes;
+use discodeit::net::conn::{CloseKind, CloseReason, Outbound, Session, SessionFactory};
 use discodeit::net::response::{self, Resp};
-use discodeit::net::ws::outbox::CloseReason;
-use discodeit::net::ws::sockjs::{Service, SessionIo, SockJsOptions, SockJsServer};
+use discodeit::net::server::{serve_connection, HttpSettings};
+use discodeit::net::ws::sockjs::{SockJsOptions, SockJsServer};
 use http::StatusCode;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Sends every message back.
-struct Echo;
+struct Echo(Arc<Outbound>);
 
-impl Service for Echo {
-    fn start(&self, mut io: SessionIo) {
-        tokio::spawn(async move {
-            while let Some(message) = io.inbound.recv().await {
-                if !io.outbox.push_bytes(&message) {
-                    break;
-                }
-            }
-        });
+impl Session for Echo {
+    fn on_message(&mut self, message: Bytes) {
+        self.0.push_encoded(&message);
+    }
+    fn poll_work(&mut self, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+    fn busy(&self) -> bool {
+        false
+    }
+    fn on_close(&mut self, _: &CloseReason) {}
+}
+
+struct EchoFactory;
+
+impl SessionFactory for EchoFactory {
+    fn open(&self, out: &Arc<Outbound>) -> Box<dyn Session> {
+        Box::new(Echo(out.clone()))
     }
 }
 
 /// Closes every session at once.
-struct Close;
+struct CloseFactory;
 
-impl Service for Close {
-    fn start(&self, io: SessionIo) {
-        io.outbox.close(CloseReason::new(3000, "Go away!"));
+impl SessionFactory for CloseFactory {
+    fn open(&self, out: &Arc<Outbound>) -> Box<dyn Session> {
+        out.close(CloseReason::new(CloseKind::Policy, 3000, "Go away!"));
+        Box::new(Echo(out.clone()))
     }
 }
 
@@ -58,7 +68,7 @@ impl Endpoints {
             streaming_limit: 4096,
             ..SockJsOptions::default()
         };
-        let echo = || -> Arc<dyn Service> { Arc::new(Echo) };
+        let echo = || -> Arc<dyn SessionFactory> { Arc::new(EchoFactory) };
         Endpoints(vec![
             (
                 "/disabled_websocket_echo",
@@ -81,7 +91,7 @@ impl Endpoints {
                     echo(),
                 ),
             ),
-            ("/close", SockJsServer::new(base.clone(), Arc::new(Close))),
+            ("/close", SockJsServer::new(base.clone(), Arc::new(CloseFactory))),
             ("/echo", SockJsServer::new(base, echo())),
         ])
     }
@@ -143,21 +153,23 @@ async fn main() {
     };
     println!("SockJS test server on http://{host}:{port}");
     let endpoints = Arc::new(Endpoints::new());
+    let settings = HttpSettings {
+        header_timeout: Duration::from_secs(30),
+        send_buffer: None,
+    };
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let endpoints = endpoints.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
+            let handler = move |req| {
                 let endpoints = endpoints.clone();
-                async move { Ok::<_, Infallible>(endpoints.handle(req).await) }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades()
-                .await;
+                async move { endpoints.handle(req).await }
+            };
+            if let Some(next) = serve_connection(stream, settings, handler).await {
+                tokio::spawn(next);
+            }
         });
     }
 }

@@ -29,7 +29,24 @@ Configuration comes from environment variables (defaults in brackets):
   DISCODEIT_SSE_REPLAY_MAX_AGE_SECONDS         SSE replay horizon [3600]
   DISCODEIT_SSE_KEEPALIVE_SECONDS              SSE keep-alive interval [15]
   DISCODEIT_STOMP_MAX_FRAME_BYTES              STOMP frame limit [65536]
-  DISCODEIT_OUTBOUND_QUEUE                     frames queued per connection before it is dropped [1024]
+  DISCODEIT_QUEUE_MAX_BYTES                    bytes queued per realtime connection before it is
+                                               closed as a slow consumer [524288]
+  DISCODEIT_QUEUE_MAX_AGE_MS                   send-time limit: age of the oldest queued message
+                                               before the connection is closed [10000]
+  DISCODEIT_MAX_CONNECTIONS                    open connections (all kinds) before new ones get 503
+                                               [the file-descriptor limit minus 64]
+  DISCODEIT_HTTP_HEADER_TIMEOUT_SECONDS        time to send a request head; also the keep-alive
+                                               idle timeout [30]
+  DISCODEIT_MAX_SSE_STREAMS_PER_USER           SSE streams one user may hold [256]
+  DISCODEIT_MAX_STOMP_SESSIONS_PER_USER        STOMP sessions one user may hold [256]
+  DISCODEIT_STOMP_MAX_SUBSCRIPTIONS            subscriptions per STOMP connection [1000]
+  DISCODEIT_STOMP_MAX_SUBSCRIPTIONS_PER_DESTINATION
+                                               subscriptions of one connection to one destination [8]
+  DISCODEIT_STOMP_MAX_SUBSCRIBERS_PER_DESTINATION
+                                               subscriptions to one destination, all connections [100000]
+  DISCODEIT_STOMP_BROKER_MAX_BODY_BYTES        body of a SEND to a plain /sub/... destination [16384]
+  DISCODEIT_STOMP_BROKER_RATE                  SENDs to plain /sub/... destinations per connection
+                                               and second (burst as large) [200]
   DISCODEIT_SOCKET_SEND_BUFFER                 SO_SNDBUF per connection, bytes [unset: kernel]
   REDIS_URL                                    Redis for the JWT registry [unset: in memory]
   KAFKA_BOOTSTRAP_SERVERS                      Kafka for the event fan-out [unset: in process]
@@ -61,7 +78,18 @@ pub struct Config {
     pub sse_replay_max_age: Duration,
     pub sse_keepalive: Duration,
     pub stomp_max_frame_bytes: usize,
-    pub outbound_queue: usize,
+    /// Realtime connections (`net::conn`, STOMP, SSE): limits.
+    pub queue_max_bytes: usize,
+    pub queue_max_age: Duration,
+    pub max_connections: Option<usize>,
+    pub http_header_timeout: Duration,
+    pub max_sse_streams_per_user: usize,
+    pub max_stomp_sessions_per_user: usize,
+    pub stomp_max_subscriptions: usize,
+    pub stomp_max_subscriptions_per_destination: usize,
+    pub stomp_max_subscribers_per_destination: usize,
+    pub stomp_broker_max_body_bytes: usize,
+    pub stomp_broker_rate: u32,
     pub socket_send_buffer: Option<usize>,
     pub redis_url: Option<String>,
     pub kafka_bootstrap: Option<String>,
@@ -172,7 +200,38 @@ impl Config {
                 parse_num("DISCODEIT_SSE_KEEPALIVE_SECONDS", 15)?.max(1),
             ),
             stomp_max_frame_bytes: parse_num("DISCODEIT_STOMP_MAX_FRAME_BYTES", 65536)? as usize,
-            outbound_queue: parse_num("DISCODEIT_OUTBOUND_QUEUE", 1024)?.max(1) as usize,
+            queue_max_bytes: parse_num("DISCODEIT_QUEUE_MAX_BYTES", 512 * 1024)?.max(1024)
+                as usize,
+            queue_max_age: Duration::from_millis(
+                parse_num("DISCODEIT_QUEUE_MAX_AGE_MS", 10_000)?.max(10),
+            ),
+            max_connections: match var("DISCODEIT_MAX_CONNECTIONS") {
+                Some(_) => Some(parse_num("DISCODEIT_MAX_CONNECTIONS", 0)?.max(1) as usize),
+                None => None,
+            },
+            http_header_timeout: Duration::from_secs(
+                parse_num("DISCODEIT_HTTP_HEADER_TIMEOUT_SECONDS", 30)?.max(1),
+            ),
+            max_sse_streams_per_user: parse_num("DISCODEIT_MAX_SSE_STREAMS_PER_USER", 256)?.max(1)
+                as usize,
+            max_stomp_sessions_per_user: parse_num("DISCODEIT_MAX_STOMP_SESSIONS_PER_USER", 256)?
+                .max(1) as usize,
+            stomp_max_subscriptions: parse_num("DISCODEIT_STOMP_MAX_SUBSCRIPTIONS", 1000)?.max(1)
+                as usize,
+            stomp_max_subscriptions_per_destination: parse_num(
+                "DISCODEIT_STOMP_MAX_SUBSCRIPTIONS_PER_DESTINATION",
+                8,
+            )?
+            .max(1) as usize,
+            stomp_max_subscribers_per_destination: parse_num(
+                "DISCODEIT_STOMP_MAX_SUBSCRIBERS_PER_DESTINATION",
+                100_000,
+            )?
+            .max(1) as usize,
+            stomp_broker_max_body_bytes: parse_num("DISCODEIT_STOMP_BROKER_MAX_BODY_BYTES", 16384)?
+                as usize,
+            stomp_broker_rate: parse_num("DISCODEIT_STOMP_BROKER_RATE", 200)?.clamp(1, 1_000_000)
+                as u32,
             socket_send_buffer: match var("DISCODEIT_SOCKET_SEND_BUFFER") {
                 Some(_) => Some(parse_num("DISCODEIT_SOCKET_SEND_BUFFER", 0)? as usize),
                 None => None,

@@ -2,6 +2,7 @@
 //! handlers. Handlers parse and authenticate, call the service layer, and write the reply.
 
 pub mod api;
+pub mod conn;
 pub mod multipart;
 pub mod request;
 pub mod response;
@@ -11,6 +12,8 @@ pub mod shards;
 pub mod sse;
 pub mod state;
 pub mod static_files;
+pub mod stomp;
+pub mod websocket;
 pub mod ws;
 
 pub use request::Ctx;

@@ -20,11 +20,14 @@ pub struct Ctx {
     pub remote: std::net::SocketAddr,
     /// Cookies to set on the response (added by the router after the handler).
     pub set_cookies: Vec<String>,
+    /// The connection's handle for realtime handlers that take the socket over.
+    pub takeover: Option<crate::net::conn::Takeover>,
 }
 
 impl Ctx {
     pub fn new(req: http::Request<Incoming>, remote: std::net::SocketAddr) -> Self {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let takeover = parts.extensions.remove::<crate::net::conn::Takeover>();
         let query = parts
             .uri
             .query()
@@ -39,6 +42,7 @@ impl Ctx {
             body: Some(body),
             remote,
             set_cookies: Vec::new(),
+            takeover,
         }
     }
 

@@ -18,7 +18,7 @@ use crate::security::csrf;
 pub async fn handle(app: Arc<App>, req: http::Request<Incoming>, remote: SocketAddr) -> Resp {
     let path = req.uri().path().to_string();
     if path == "/ws" || path.starts_with("/ws/") {
-        return crate::net::api::realtime_entry(&app, req, remote).await;
+        return crate::net::api::realtime_entry(&app, req).await;
     }
     let mut ctx = Ctx::new(req, remote);
     if path == "/actuator/health" || path == "/actuator/health/" {

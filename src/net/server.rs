@@ -1,14 +1,81 @@
-//! The accept loop and per-connection driver (hyper HTTP/1.1 with upgrades for WebSocket).
+//! The accept loop and the HTTP/1.1 connection driver.
+//!
+//! Every connection is served by hyper until a realtime handler takes it over (see
+//! [`Takeover`]): then the hyper task ends and the handoff runs in a fresh task whose memory is
+//! only the realtime driver's. The accept loop bounds the number of open connections below
+//! the file-descriptor limit — past it a new connection gets a 503 and is closed — and hyper
+//! gets a header-read timeout, so a client that sends half a request head (or idles on a
+//! keep-alive connection) is dropped instead of holding a descriptor forever.
 
+use futures_util::future::BoxFuture;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
-use super::router;
-use crate::net::App;
+use super::conn::Takeover;
+use super::{router, App, Resp};
+
+/// Descriptors kept free for the database pool, Redis, Kafka, files and the 503 answers.
+const FD_RESERVE: usize = 64;
+
+/// Per-connection HTTP settings.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    /// Time to receive a request head; also how long a keep-alive connection may idle.
+    pub header_timeout: Duration,
+    /// SO_SNDBUF for each connection (unset: the kernel's).
+    pub send_buffer: Option<usize>,
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux).
+pub fn fd_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// How many connections to accept at once: the configured number, or the fd limit minus a
+/// reserve (and never more than it).
+pub fn connection_capacity(configured: Option<usize>, pool_size: usize) -> usize {
+    let by_fds = fd_limit()
+        .map(|l| l.saturating_sub(FD_RESERVE + pool_size).max(16))
+        .unwrap_or(usize::MAX);
+    configured.unwrap_or(by_fds).min(by_fds)
+}
+
+/// Logs accept failures at most once per period, with the number suppressed.
+struct Throttled {
+    period: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttled {
+    fn warn(&mut self, what: &str) {
+        let now = Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < self.period => self.suppressed += 1,
+            _ => {
+                if self.suppressed > 0 {
+                    tracing::warn!("{what} (and {} more since the last warning)", self.suppressed);
+                } else {
+                    tracing::warn!("{what}");
+                }
+                self.last = Some(now);
+                self.suppressed = 0;
+            }
+        }
+    }
+}
 
 /// Accepts connections until `shutdown` resolves.
 pub async fn serve(
@@ -16,6 +83,27 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let config = &app.config;
+    let capacity = connection_capacity(config.max_connections, config.database_pool_size);
+    tracing::info!(
+        "connection capacity: {capacity} (file-descriptor limit {})",
+        fd_limit().map_or("unknown".into(), |l| l.to_string())
+    );
+    let settings = HttpSettings {
+        header_timeout: config.http_header_timeout,
+        send_buffer: config.socket_send_buffer,
+    };
+    let permits = Arc::new(Semaphore::new(capacity));
+    let mut accept_errors = Throttled {
+        period: Duration::from_secs(10),
+        last: None,
+        suppressed: 0,
+    };
+    let mut full = Throttled {
+        period: Duration::from_secs(10),
+        last: None,
+        suppressed: 0,
+    };
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -24,31 +112,97 @@ pub async fn serve(
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    accept_errors.warn(&format!("accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        if let Some(size) = app.config.socket_send_buffer {
-            // A fixed, small send buffer bounds kernel memory per idle connection and makes a
-            // stalled client fill its bounded queue (and get dropped) quickly.
-            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
-        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            full.warn(&format!(
+                "connection limit {capacity} reached: refusing new connections with 503"
+            ));
+            tokio::spawn(refuse_overloaded(stream));
+            continue;
+        };
         let app = app.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(router::handle(app, req, remote).await) }
-            });
-            let conn = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!("connection from {remote}: {e}");
+            let handler = move |req| router::handle(app.clone(), req, remote);
+            if let Some(next) = serve_connection(stream, settings, handler).await {
+                tokio::spawn(async move {
+                    next.await;
+                    drop(permit);
+                });
             }
         });
     }
+}
+
+/// Serves one connection with hyper and `handle`; returns the realtime driver to run when a
+/// handler took the connection over (spawn it: this task's memory then goes away).
+pub async fn serve_connection<F, Fut>(
+    stream: TcpStream,
+    settings: HttpSettings,
+    handle: F,
+) -> Option<BoxFuture<'static, ()>>
+where
+    F: Fn(http::Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let _ = stream.set_nodelay(true);
+    if let Some(size) = settings.send_buffer {
+        // A fixed, small send buffer bounds kernel memory per idle connection and makes a
+        // stalled client fill its bounded queue (and get dropped) quickly.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
+    }
+    let (io, takeover) = Takeover::new(stream);
+    let handle = Arc::new(handle);
+    let for_requests = takeover.clone();
+    let svc = service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut().insert(for_requests.clone());
+        let fut = handle(req);
+        Box::pin(async move { Ok::<_, Infallible>(fut.await) })
+            as Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>>
+    });
+    let mut conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc);
+    let result = poll_fn(|cx| conn.poll_without_shutdown(cx)).await;
+    let parts = conn.into_parts();
+    let mut stream = parts.io.into_inner().into_inner();
+    match (result, takeover.take()) {
+        (Ok(()), Some(handoff)) => Some(handoff(stream, parts.read_buf)),
+        (result, _) => {
+            if let Err(e) = result {
+                tracing::debug!("connection: {e}");
+            }
+            let _ = stream.shutdown().await;
+            None
+        }
+    }
+}
+
+/// Past the connection limit: a 503 ErrorResponse, then close.
+async fn refuse_overloaded(mut stream: TcpStream) {
+    let body = serde_json::json!({
+        "timestamp": crate::time::format_instant(&crate::time::now()),
+        "code": "SERVICE_UNAVAILABLE",
+        "message": "서비스를 일시적으로 사용할 수 없습니다.",
+        "details": { "reason": "connection limit reached, retry later" },
+        "exceptionType": "ServiceUnavailableException",
+        "status": 503
+    })
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }

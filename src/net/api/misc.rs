@@ -2,7 +2,6 @@
 
 use http::StatusCode;
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -58,17 +57,18 @@ pub async fn sse(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {
         .or_else(|| ctx.query("lastEventId"))
         .or_else(|| ctx.query("LastEventId"))
         .map(str::to_string);
-    Ok(app.sse.open(&caller, last_id.as_deref()))
+    app.sse.open(
+        &caller,
+        last_id.as_deref(),
+        ctx.takeover.as_ref(),
+        &ctx.request_id,
+    )
 }
 
 /// `/ws/**`: SockJS transports and raw WebSocket.
-pub async fn realtime_entry(
-    app: &Arc<App>,
-    req: http::Request<Incoming>,
-    remote: SocketAddr,
-) -> Resp {
+pub async fn realtime_entry(app: &Arc<App>, req: http::Request<Incoming>) -> Resp {
     match &app.ws {
-        Some(ws) => ws.handle(app.clone(), req, remote).await,
+        Some(ws) => ws.handle(req).await,
         None => {
             let path = req.uri().path().to_string();
             response::error(&ApiError::not_found_route(&path), &path)

@@ -5,25 +5,29 @@
 //! stream was open; broadcast events live in one shared history. Appending to a history and
 //! pushing to that user's streams happen under the same shard lock as a new stream's replay
 //! and registration, so a reconnecting client gets no gap and no duplicate at the seam.
-//! Each event is encoded once; every stream gets a clone of the same `Bytes`. Every stream
-//! has a bounded queue: a stream whose queue is full or whose client went away is removed.
+//! Each event is encoded once; every stream's queue gets a clone of the same `Bytes`. Every
+//! stream has the engine's queue (bounded by bytes and age): a stream that falls behind is
+//! closed, and one whose client went away is removed.
+//!
+//! Once a stream's head is due, the socket leaves hyper ([`Takeover`]) and [`driver::run`]
+//! writes the head and then every queued event as HTTP chunks, coalesced per wake-up.
+
+pub mod driver;
 
 use crate::net::shards::{lock, Sharded};
 use bytes::Bytes;
-use futures_util::stream;
-use http::{header, HeaderValue, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::bus::EventBus;
 use crate::config::Config;
 use crate::domain::{Audience, Event, SseEvent};
+use crate::error::{ApiError, ApiResult};
+use crate::net::conn::clock::now_ms;
+use crate::net::conn::{placeholder, CloseReason, Encoding, Item, Outbound, QueueLimits, Takeover};
 use crate::net::response::Resp;
 use crate::proto::sse::{encode_comment, encode_event};
 use crate::security::Principal;
@@ -32,7 +36,7 @@ use crate::security::Principal;
 struct StreamHandle {
     id: u64,
     session_id: Option<Uuid>,
-    tx: mpsc::Sender<Bytes>,
+    out: Arc<Outbound>,
     /// Ids already sent as replay; live copies of them are skipped.
     replayed: HashSet<Uuid>,
 }
@@ -93,7 +97,8 @@ pub struct SseHub {
     /// Ids older than this were produced before this process could have kept them.
     start_horizon: Uuid,
     next_stream: AtomicU64,
-    queue: usize,
+    limits: QueueLimits,
+    max_per_user: usize,
     max_events: usize,
     max_age: Duration,
     keepalive: Duration,
@@ -114,7 +119,8 @@ impl SseHub {
             broadcast: Mutex::new(History::new(start)),
             start_horizon: start,
             next_stream: AtomicU64::new(1),
-            queue: config.outbound_queue.max(16),
+            limits: crate::net::ws::queue_limits(config),
+            max_per_user: config.max_sse_streams_per_user,
             max_events: config.sse_replay_max_events.max(1),
             max_age: config.sse_replay_max_age,
             keepalive: config.sse_keepalive,
@@ -151,6 +157,7 @@ impl SseHub {
     pub fn dispatch(&self, e: &SseEvent) {
         let id = e.id.to_string();
         let bytes = encode_event(Some(&id), Some(&e.name), &e.data);
+        let at = now_ms();
         let kept = || Kept {
             id: e.id,
             at: Instant::now(),
@@ -162,7 +169,7 @@ impl SseHub {
                 for shard in self.shards.all() {
                     let mut map = lock(shard);
                     map.retain(|_, entry| {
-                        push_live(&mut entry.streams, e.id, &bytes);
+                        push_live(&mut entry.streams, e.id, &bytes, at);
                         !entry.streams.is_empty() || entry.history.is_some()
                     });
                 }
@@ -175,7 +182,7 @@ impl SseHub {
                         .history
                         .get_or_insert_with(|| History::new(self.start_horizon))
                         .push(kept(), self.max_events, self.max_age);
-                    push_live(&mut entry.streams, e.id, &bytes);
+                    push_live(&mut entry.streams, e.id, &bytes, at);
                 }
             }
         }
@@ -185,21 +192,38 @@ impl SseHub {
     pub fn close_user(&self, user: Uuid, session: Option<Uuid>) {
         let mut map = self.shards.lock(&user);
         if let Some(entry) = map.get_mut(&user) {
-            entry
-                .streams
-                .retain(|s| session.is_some() && s.session_id != session);
+            entry.streams.retain(|s| {
+                let keep = session.is_some() && s.session_id != session;
+                if !keep {
+                    s.out.close(CloseReason::revoked());
+                }
+                keep
+            });
+        }
+    }
+
+    /// Ends every stream (server shutdown): clients reconnect, to another instance, and
+    /// replay from their last event id.
+    pub fn close_all(&self, reason: CloseReason) {
+        for shard in self.shards.all() {
+            for entry in lock(shard).values_mut() {
+                for s in entry.streams.drain(..) {
+                    s.out.close(reason.clone());
+                }
+            }
         }
     }
 
     /// Sends a keep-alive comment to every stream; drops dead and stuck ones.
     fn ping_all(&self) {
         let ping = encode_comment("ping");
+        let now = now_ms();
         for shard in self.shards.all() {
             let mut map = lock(shard);
             for entry in map.values_mut() {
-                entry
-                    .streams
-                    .retain(|s| s.tx.try_send(ping.clone()).is_ok());
+                entry.streams.retain(|s| {
+                    !s.out.check_age(now) && s.out.push(Item::new(ping.clone(), now))
+                });
                 if let Some(h) = entry.history.as_mut() {
                     h.trim(self.max_events, self.max_age);
                 }
@@ -234,9 +258,44 @@ impl SseHub {
     }
 
     /// Opens a stream for `who`: the `connect` event, then replay after `last_id`, then live.
-    pub fn open(&self, who: &Principal, last_id: Option<&str>) -> Resp {
-        let (tx, rx) = mpsc::channel::<Bytes>(self.queue);
+    /// The socket is taken out of hyper; the response hyper sees is a placeholder.
+    pub fn open(
+        &self,
+        who: &Principal,
+        last_id: Option<&str>,
+        takeover: Option<&Takeover>,
+        request_id: &str,
+    ) -> ApiResult<Resp> {
+        let Some(takeover) = takeover else {
+            return Err(ApiError::service_unavailable("SSE needs its own connection"));
+        };
+        {
+            let mut map = self.shards.lock(&who.user_id);
+            if let Some(entry) = map.get_mut(&who.user_id) {
+                entry.streams.retain(|s| !s.out.is_closed());
+                if entry.streams.len() >= self.max_per_user {
+                    return Err(ApiError::limit_reached(
+                        "too many open SSE streams for this user",
+                        self.max_per_user,
+                    ));
+                }
+            }
+        }
+        let out = Outbound::new(Encoding::Raw, self.limits);
         let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let head = driver::response_head(request_id);
+        let handoff_out = out.clone();
+        let handoff = move |stream, _early| -> futures_util::future::BoxFuture<'static, ()> {
+            Box::pin(async move {
+                let reason = driver::run(stream, head, handoff_out).await;
+                tracing::debug!("sse stream {stream_id} closed: {}", reason.text);
+            })
+        };
+        if takeover.replace_response(Box::new(handoff)).is_err() {
+            return Err(ApiError::service_unavailable(
+                "an SSE request must not be pipelined behind an unfinished response",
+            ));
+        }
         let connect = encode_event(
             None,
             Some("connect"),
@@ -274,60 +333,47 @@ impl SseHub {
                     replay.sort_by_key(|(id, _)| *id);
                 }
             }
-            // The queue is new and empty: fill what fits, and if the replay is larger than
-            // the queue, tell the client to refetch instead.
-            let _ = tx.try_send(encode_comment(&" ".repeat(2048)));
-            let _ = tx.try_send(connect);
-            if replay.len() + 4 > self.queue {
+            // The queue is new and empty: fill what fits comfortably, and if the replay is
+            // larger, tell the client to refetch instead.
+            let replay_bytes: usize = replay.iter().map(|(_, b)| b.len()).sum();
+            if replay_bytes + 4096 > self.limits.max_bytes / 2 {
                 reset = true;
                 replay.clear();
             }
+            let now = now_ms();
+            out.push(Item::new(encode_comment(&" ".repeat(2048)), now));
+            out.push(Item::new(connect, now));
             if reset {
-                let _ = tx.try_send(encode_event(None, Some("reset"), "{}"));
+                out.push(Item::new(encode_event(None, Some("reset"), "{}"), now));
             }
             let mut replayed = HashSet::new();
             for (id, bytes) in replay {
                 replayed.insert(id);
-                let _ = tx.try_send(bytes);
+                out.push(Item::new(bytes, now));
             }
             entry.streams.push(StreamHandle {
                 id: stream_id,
                 session_id: who.session_id,
-                tx,
+                out,
                 replayed,
             });
         }
         tracing::debug!("sse stream {stream_id} opened for {}", who.user_id);
-        let body = StreamBody::new(stream::unfold(rx, |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|b| (Ok::<_, std::io::Error>(Frame::data(b)), rx))
-        }));
-        let mut r = http::Response::new(body.boxed());
-        *r.status_mut() = StatusCode::OK;
-        let h = r.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream;charset=UTF-8"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        r
+        Ok(placeholder())
     }
 }
 
-/// Pushes `bytes` to every stream; a full or closed stream is removed at once.
-fn push_live(streams: &mut Vec<StreamHandle>, id: Uuid, bytes: &Bytes) {
+/// Pushes `bytes` to every stream; a slow or closed stream is removed at once.
+fn push_live(streams: &mut Vec<StreamHandle>, id: Uuid, bytes: &Bytes, at: u64) {
     streams.retain_mut(|s| {
         if !s.replayed.is_empty() && s.replayed.remove(&id) {
             return true;
         }
-        match s.tx.try_send(bytes.clone()) {
-            Ok(()) => true,
-            Err(_) => {
-                tracing::debug!("sse stream {} dropped (slow or gone)", s.id);
-                false
-            }
+        if s.out.push(Item::new(bytes.clone(), at)) {
+            true
+        } else {
+            tracing::debug!("sse stream {} dropped (slow or gone)", s.id);
+            false
         }
     });
 }

@@ -1,339 +1,392 @@
 //! One STOMP 1.2 session, independent of the transport that carries it.
 //!
-//! A single task per connection feeds the client's bytes (raw WebSocket messages or SockJS
-//! messages, which may split or join frames) into a [`Decoder`] and handles each frame in
-//! order, emitting replies into the connection's bounded [`Outbox`]. Authorization happens
-//! here, the work itself in the service layer (the same `create_message` as REST). Every
-//! refusal is an ERROR frame with a precise `message`, after which the connection closes.
+//! The connection's driver hands it client messages (raw WebSocket messages or SockJS
+//! messages, which may split or join frames); they go through the [`Decoder`], each frame is
+//! typed ([`Request::parse`]) and applied in order. Work that needs I/O — verifying the token,
+//! asking the service whether a subscription is allowed, creating a message — becomes the
+//! session's one pending job (or, for `SEND /pub/messages`, an in-flight send), and while it
+//! runs the session is busy so the driver stops reading. Replies go to the connection's
+//! [`Outbound`]. Every refusal is an ERROR frame with a precise `message`, then the close.
+//! Destination rules are the service layer's (`service::destinations`); this file only asks.
 
 use bytes::{Bytes, BytesMut};
-use std::collections::HashMap;
-use std::ops::ControlFlow;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{sleep, Sleep};
 use uuid::Uuid;
 
 use super::hub::Hub;
-use super::outbox::{CloseReason, Outbox};
-use super::sockjs::{Service, SessionIo};
-use crate::domain::{Event, Role};
+use crate::domain::Role;
+use crate::net::conn::clock::now_ms;
+use crate::net::conn::{CloseReason, Outbound, Session, SessionFactory};
 use crate::proto::stomp::{
-    encode_to_bytes, negotiate_heartbeat, Command, Decoder, Frame, Item, Limits,
+    encode_to_bytes, negotiate_heartbeat, ClientCommand, Command, Decoder, Frame, Item, Limits,
+    Request,
 };
 use crate::security::Principal;
+use crate::service::destinations::{Destination, DestinationError};
 use crate::service::messages::MessageCreateRequest;
 use crate::service::Services;
 
-/// Subscriptions one connection may hold.
-pub const MAX_SUBSCRIPTIONS: usize = 1000;
 /// The server's heart-beat offer: it can send and wants to receive every 10 s (Spring's
 /// default); the client's wishes are combined with it as STOMP 1.2 says.
 const SERVER_HEARTBEAT_MS: u32 = 10_000;
 /// A client that has not sent CONNECT by then is dropped.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client is considered gone after this many of its heart-beat intervals of silence.
-const HEARTBEAT_GRACE: u32 = 3;
+const HEARTBEAT_GRACE: u64 = 3;
 /// The `server` header of CONNECTED.
 const SERVER_NAME: &str = concat!("discodeit/", env!("CARGO_PKG_VERSION"));
+
+/// Per-session limits (from the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct StompLimits {
+    pub frame: Limits,
+    pub max_subscriptions: usize,
+    pub max_subscriptions_per_destination: usize,
+    pub broker_max_body: usize,
+    /// SENDs to plain broker destinations per second (and burst).
+    pub broker_rate: u32,
+    /// `SEND /pub/messages` frames in flight at once.
+    pub max_in_flight_sends: usize,
+}
 
 /// What every STOMP session of an endpoint shares.
 pub struct StompContext {
     pub services: Arc<Services>,
     pub hub: Arc<Hub>,
-    pub limits: Limits,
+    pub limits: StompLimits,
 }
 
-/// The STOMP application as a SockJS [`Service`] (also used for the raw `/ws/websocket`).
-pub struct StompService {
-    ctx: Arc<StompContext>,
-}
+/// Opens a [`StompSession`] for each new connection.
+pub struct StompFactory(pub Arc<StompContext>);
 
-impl StompService {
-    pub fn new(ctx: Arc<StompContext>) -> Self {
-        StompService { ctx }
+impl SessionFactory for StompFactory {
+    fn open(&self, out: &Arc<Outbound>) -> Box<dyn Session> {
+        Box::new(StompSession::new(self.0.clone(), out.clone()))
     }
 }
 
-impl Service for StompService {
-    fn start(&self, io: SessionIo) {
-        let session = StompSession::new(self.ctx.clone(), io.outbox);
-        tokio::spawn(session.run(io.inbound));
-    }
+/// One subscription of this connection.
+struct Subscription {
+    id: Arc<str>,
+    destination: Arc<str>,
+}
+
+/// Negotiated heart-beats and the client's last sign of life.
+struct HeartBeat {
+    send_every_ms: u64,
+    expect_every_ms: u64,
+    last_in_ms: u64,
+}
+
+/// What a finished job hands back to the session.
+enum Done {
+    /// The token was checked.
+    Authenticated {
+        receipt: Option<String>,
+        heart_beat: Option<String>,
+        result: Result<Principal, String>,
+    },
+    /// After registering with the hub: was the login session ended meanwhile?
+    SessionChecked {
+        receipt: Option<String>,
+        heart_beat: Option<String>,
+        ended: bool,
+    },
+    /// A channel subscription was authorized (or not).
+    Authorized {
+        receipt: Option<String>,
+        id: String,
+        destination: String,
+        result: Result<(), DestinationError>,
+    },
+}
+
+/// The outcome of one `SEND /pub/messages`, in order.
+struct Sent {
+    receipt: Option<String>,
+    result: Result<(), String>,
+}
+
+/// A token bucket for broker SENDs.
+struct Bucket {
+    tokens: f64,
+    last_ms: u64,
 }
 
 /// The state of one STOMP connection.
-struct StompSession {
+pub struct StompSession {
     ctx: Arc<StompContext>,
-    outbox: Outbox,
+    out: Arc<Outbound>,
     conn: u64,
     decoder: Decoder,
     buf: BytesMut,
-    principal: Option<Principal>,
-    /// Subscription id → destination.
-    subscriptions: HashMap<String, String>,
-    started: Instant,
-    last_inbound: Instant,
-    send_every: Duration,
-    expect_every: Duration,
-}
-
-/// Case-insensitive header lookup, for headers that clients spell differently.
-fn header_ci<'a>(frame: &'a Frame, name: &str) -> Option<&'a str> {
-    frame
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// The channel id of `/sub/channels.{id}.messages`, if `destination` has that shape.
-fn channel_of(destination: &str) -> Option<&str> {
-    destination
-        .strip_prefix("/sub/channels.")?
-        .strip_suffix(".messages")
+    principal: Option<Box<Principal>>,
+    subscriptions: Vec<Subscription>,
+    heart_beat: Option<HeartBeat>,
+    /// Before CONNECT: the CONNECT deadline; after: the heart-beat tick (if any).
+    timer: Option<Pin<Box<Sleep>>>,
+    job: Option<BoxFuture<'static, Done>>,
+    sends: FuturesOrdered<BoxFuture<'static, Sent>>,
+    /// DISCONNECT waits for in-flight sends; its receipt is sent after them.
+    disconnect: Option<Option<String>>,
+    bucket: Bucket,
+    closed: bool,
 }
 
 impl StompSession {
-    fn new(ctx: Arc<StompContext>, outbox: Outbox) -> Self {
-        let now = Instant::now();
+    pub fn new(ctx: Arc<StompContext>, out: Arc<Outbound>) -> StompSession {
         StompSession {
             conn: ctx.hub.next_connection_id(),
-            decoder: Decoder::new(ctx.limits),
+            decoder: Decoder::new(ctx.limits.frame),
+            bucket: Bucket {
+                tokens: f64::from(ctx.limits.broker_rate),
+                last_ms: now_ms(),
+            },
             ctx,
-            outbox,
+            out,
             buf: BytesMut::new(),
             principal: None,
-            subscriptions: HashMap::new(),
-            started: now,
-            last_inbound: now,
-            send_every: Duration::ZERO,
-            expect_every: Duration::ZERO,
+            subscriptions: Vec::new(),
+            heart_beat: None,
+            timer: Some(Box::pin(sleep(CONNECT_TIMEOUT))),
+            job: None,
+            sends: FuturesOrdered::new(),
+            disconnect: None,
+            closed: false,
         }
     }
 
-    async fn run(mut self, mut inbound: mpsc::Receiver<Bytes>) {
-        // A fixed deadline, not a sleep restarted per message: a chatty client must not
-        // postpone the server's heart-beats or the silence check.
-        let mut next_tick = tokio::time::Instant::now() + self.tick_period();
-        loop {
-            tokio::select! {
-                msg = inbound.recv() => match msg {
-                    Some(bytes) => {
-                        self.last_inbound = Instant::now();
-                        let was_connected = self.principal.is_some();
-                        if self.feed(&bytes).await.is_break() {
-                            break;
-                        }
-                        if !was_connected && self.principal.is_some() {
-                            next_tick = tokio::time::Instant::now() + self.tick_period();
-                        }
-                    }
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(next_tick) => {
-                    if self.on_tick().is_break() {
-                        break;
-                    }
-                    next_tick = tokio::time::Instant::now() + self.tick_period();
-                }
-                _ = self.outbox.closed() => break,
-            }
-        }
-        self.cleanup();
-    }
-
-    /// How often timers are checked: until CONNECT, at the CONNECT deadline; then a quarter
-    /// of the shortest heart-beat interval (or rarely, without heart-beats).
-    fn tick_period(&self) -> Duration {
-        if self.principal.is_none() {
-            return CONNECT_TIMEOUT.saturating_sub(self.started.elapsed())
-                + Duration::from_millis(10);
-        }
-        let shortest = [self.send_every, self.expect_every]
-            .into_iter()
-            .filter(|d| !d.is_zero())
-            .min();
-        match shortest {
-            Some(d) => (d / 4).max(Duration::from_millis(100)),
-            None => Duration::from_secs(3600),
-        }
-    }
-
-    fn on_tick(&mut self) -> ControlFlow<()> {
-        if self.principal.is_none() {
-            if self.started.elapsed() >= CONNECT_TIMEOUT {
-                return self.refuse(None, "CONNECT frame expected within 60 seconds");
-            }
-            return ControlFlow::Continue(());
-        }
-        if !self.expect_every.is_zero()
-            && self.last_inbound.elapsed() > self.expect_every * HEARTBEAT_GRACE
-        {
-            let ms = self.last_inbound.elapsed().as_millis();
-            return self.refuse(
-                None,
-                &format!("heart-beat timeout: nothing received from the client for {ms} ms"),
-            );
-        }
-        if !self.send_every.is_zero() {
-            let margin = self.tick_period();
-            if self.outbox.idle_for() + margin >= self.send_every {
-                self.outbox.push_bytes(&Bytes::from_static(b"\n"));
-            }
-        }
-        ControlFlow::Continue(())
-    }
-
-    /// Appends received bytes and handles every complete frame.
-    async fn feed(&mut self, bytes: &[u8]) -> ControlFlow<()> {
-        self.buf.extend_from_slice(bytes);
-        loop {
+    /// Decodes and applies buffered frames until one needs to wait.
+    fn process(&mut self) {
+        while !self.closed && !self.busy() && self.disconnect.is_none() {
             match self.decoder.decode(&mut self.buf) {
-                Ok(None) => return ControlFlow::Continue(()),
+                Ok(None) => break,
                 Ok(Some(Item::HeartBeat)) => {}
-                Ok(Some(Item::Frame(frame))) => self.handle(frame).await?,
-                Err(e) => return self.refuse(None, &e.to_string()),
+                Ok(Some(Item::Frame(frame))) => self.apply(frame),
+                Err(e) => {
+                    self.refuse(None, &e.to_string());
+                    break;
+                }
             }
+        }
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            // An idle session holds no input buffer.
+            self.buf = BytesMut::new();
+            self.decoder = Decoder::new(self.ctx.limits.frame);
         }
     }
 
-    fn send(&self, frame: &Frame) {
-        self.outbox.push_bytes(&encode_to_bytes(frame));
+    fn send_frame(&self, frame: &Frame) {
+        self.out.push_encoded(&encode_to_bytes(frame));
     }
 
     /// RECEIPT for a frame that asked for one.
-    fn receipt(&self, frame: &Frame) {
-        if let Some(r) = frame.header("receipt") {
-            self.send(&Frame::new(Command::Receipt).with_header("receipt-id", r));
+    fn receipt(&self, receipt: Option<&str>) {
+        if let Some(r) = receipt {
+            self.send_frame(&Frame::new(Command::Receipt).with_header("receipt-id", r));
         }
     }
 
-    /// ERROR with `message`, then close. `frame` is the refused frame, if any (its receipt
-    /// id is echoed so the client can match the error).
-    fn refuse(&self, frame: Option<&Frame>, message: &str) -> ControlFlow<()> {
+    /// ERROR with `message` (echoing the refused frame's receipt), then close.
+    fn refuse(&mut self, receipt: Option<&str>, message: &str) {
+        if self.closed {
+            return;
+        }
         tracing::debug!("stomp connection {} refused: {message}", self.conn);
         let mut error = Frame::new(Command::Error).with_header("message", message);
-        if let Some(r) = frame.and_then(|f| f.header("receipt")) {
+        if let Some(r) = receipt {
             error = error.with_header("receipt-id", r);
         }
         let error = error
             .with_header("content-type", "text/plain")
             .body(message.as_bytes().to_vec());
-        self.send(&error);
-        self.outbox.close(CloseReason::policy(message));
-        ControlFlow::Break(())
+        self.send_frame(&error);
+        self.out.close(CloseReason::policy(message.to_string()));
+        self.closed = true;
+        self.job = None;
     }
 
-    async fn handle(&mut self, frame: Frame) -> ControlFlow<()> {
-        let command = frame.command;
-        if matches!(command, Command::Connect | Command::Stomp) {
-            return self.on_connect(&frame).await;
+    fn apply(&mut self, frame: Frame) {
+        let (receipt, command) = Request::parse(frame);
+        let receipt = receipt.as_deref();
+        let command = match command {
+            Ok(c) => c,
+            Err(e) => return self.refuse(receipt, &e.to_string()),
+        };
+        if let ClientCommand::Connect {
+            accept_version,
+            authorization,
+            heart_beat,
+        } = command
+        {
+            return self.connect(receipt, accept_version, authorization, heart_beat);
         }
         let Some(principal) = &self.principal else {
-            return self.refuse(
-                Some(&frame),
-                &format!("Unauthorized: CONNECT expected before {command}"),
-            );
+            let why = format!("Unauthorized: CONNECT expected before {}", command.name());
+            return self.refuse(receipt, &why);
         };
         if principal.require(Role::User).is_err() {
-            return self.refuse(Some(&frame), "Forbidden: role USER required");
+            return self.refuse(receipt, "Forbidden: role USER required");
         }
         match command {
-            Command::Subscribe => self.on_subscribe(&frame).await,
-            Command::Unsubscribe => self.on_unsubscribe(&frame),
-            Command::Send => self.on_send(&frame).await,
-            Command::Disconnect => {
-                self.receipt(&frame);
-                self.outbox.close(CloseReason::normal());
-                ControlFlow::Break(())
+            ClientCommand::Subscribe { id, destination } => {
+                self.subscribe(receipt, id, destination)
+            }
+            ClientCommand::Unsubscribe { id } => {
+                if let Some(i) = self.subscriptions.iter().position(|s| *s.id == *id) {
+                    let s = self.subscriptions.swap_remove(i);
+                    self.ctx.hub.unsubscribe(&s.destination, self.conn, &s.id);
+                }
+                self.receipt(receipt);
+            }
+            ClientCommand::Send { destination, body } => self.send(receipt, &destination, body),
+            ClientCommand::Disconnect => {
+                self.disconnect = Some(receipt.map(str::to_string));
+                self.finish_disconnect();
             }
             // Every subscription is auto-acknowledged; ACK/NACK change nothing.
-            Command::Ack | Command::Nack => {
-                self.receipt(&frame);
-                ControlFlow::Continue(())
+            ClientCommand::Ack => self.receipt(receipt),
+            ClientCommand::Transaction(_) => {
+                self.refuse(receipt, "transactions are not supported")
             }
-            Command::Begin | Command::Commit | Command::Abort => {
-                self.refuse(Some(&frame), "transactions are not supported")
-            }
-            _ => self.refuse(
-                Some(&frame),
-                &format!("{command} is a server frame and cannot be sent by a client"),
-            ),
+            ClientCommand::Connect { .. } => {}
         }
     }
 
-    async fn on_connect(&mut self, frame: &Frame) -> ControlFlow<()> {
-        if self.principal.is_some() {
-            return self.refuse(Some(frame), "already connected");
+    /// DISCONNECT: once every in-flight SEND is answered, the receipt and a normal close.
+    fn finish_disconnect(&mut self) {
+        if !self.sends.is_empty() || self.closed {
+            return;
         }
-        if let Some(versions) = frame.header("accept-version") {
+        if let Some(receipt) = self.disconnect.take() {
+            self.receipt(receipt.as_deref());
+            self.out.close(CloseReason::normal());
+            self.closed = true;
+        }
+    }
+
+    fn connect(
+        &mut self,
+        receipt: Option<&str>,
+        accept_version: Option<String>,
+        authorization: Option<String>,
+        heart_beat: Option<String>,
+    ) {
+        if self.principal.is_some() {
+            return self.refuse(receipt, "already connected");
+        }
+        if let Some(versions) = accept_version {
             if !versions
                 .split(',')
                 .any(|v| matches!(v.trim(), "1.2" | "1.1" | "1.0"))
             {
-                return self.refuse(
-                    Some(frame),
-                    &format!("unsupported STOMP version {versions:?}: this server speaks 1.2"),
-                );
+                let why =
+                    format!("unsupported STOMP version {versions:?}: this server speaks 1.2");
+                return self.refuse(receipt, &why);
             }
         }
-        let Some(auth) = header_ci(frame, "authorization") else {
-            return self.refuse(Some(frame), "Unauthorized: missing Authorization header");
+        let Some(auth) = authorization else {
+            return self.refuse(receipt, "Unauthorized: missing Authorization header");
         };
         let token = match auth.trim().split_once(' ') {
             Some((scheme, token))
                 if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
             {
-                token.trim()
+                token.trim().to_string()
             }
             _ => {
                 return self.refuse(
-                    Some(frame),
+                    receipt,
                     "Unauthorized: Authorization header must be 'Bearer <access token>'",
                 )
             }
         };
-        let principal = match self.ctx.services.authenticate_stomp(token).await {
+        if let Err(e) = negotiate_heartbeat(
+            heart_beat.as_deref(),
+            SERVER_HEARTBEAT_MS,
+            SERVER_HEARTBEAT_MS,
+        ) {
+            return self.refuse(receipt, &e.to_string());
+        }
+        let services = self.ctx.services.clone();
+        let receipt = receipt.map(str::to_string);
+        self.job = Some(Box::pin(async move {
+            let result = services.authenticate_stomp(&token).await;
+            Done::Authenticated {
+                receipt,
+                heart_beat,
+                result,
+            }
+        }));
+    }
+
+    fn on_authenticated(
+        &mut self,
+        receipt: Option<String>,
+        heart_beat: Option<String>,
+        result: Result<Principal, String>,
+    ) {
+        let principal = match result {
             Ok(p) => p,
-            Err(reason) => return self.refuse(Some(frame), &format!("Unauthorized: {reason}")),
+            Err(reason) => return self.refuse(receipt.as_deref(), &format!("Unauthorized: {reason}")),
         };
         if principal.require(Role::User).is_err() {
-            return self.refuse(Some(frame), "Forbidden: role USER required");
+            return self.refuse(receipt.as_deref(), "Forbidden: role USER required");
         }
+        if let Err(e) = self.ctx.hub.register(
+            self.conn,
+            principal.user_id,
+            principal.session_id,
+            &self.out,
+        ) {
+            return self.refuse(receipt.as_deref(), &e.to_string());
+        }
+        let sid = principal.session_id;
+        self.principal = Some(Box::new(principal));
+        // A logout that raced with this CONNECT was published before the registration and
+        // would be missed: check the login session once more now that revocations reach us.
+        let services = self.ctx.services.clone();
+        self.job = Some(Box::pin(async move {
+            let ended = match sid {
+                Some(sid) => services.registry.is_ended(sid).await.unwrap_or(false),
+                None => false,
+            };
+            Done::SessionChecked {
+                receipt,
+                heart_beat,
+                ended,
+            }
+        }));
+    }
+
+    fn on_session_checked(
+        &mut self,
+        receipt: Option<String>,
+        heart_beat: Option<String>,
+        ended: bool,
+    ) {
+        if ended {
+            return self.refuse(receipt.as_deref(), "Unauthorized: token revoked");
+        }
+        let Some(principal) = &self.principal else {
+            return;
+        };
         let (send_ms, expect_ms, heart_beat) = match negotiate_heartbeat(
-            frame.header("heart-beat"),
+            heart_beat.as_deref(),
             SERVER_HEARTBEAT_MS,
             SERVER_HEARTBEAT_MS,
         ) {
             Ok(hb) => hb,
-            Err(e) => return self.refuse(Some(frame), &e.to_string()),
+            Err(e) => return self.refuse(receipt.as_deref(), &e.to_string()),
         };
-        let hub = &self.ctx.hub;
-        hub.register(
-            self.conn,
-            principal.user_id,
-            principal.session_id,
-            &self.outbox,
-        );
-        // A logout that raced with this CONNECT was published before the registration and
-        // would be missed: check the login session once more now that revocations reach us.
-        if let Some(sid) = principal.session_id {
-            if self
-                .ctx
-                .services
-                .registry
-                .is_ended(sid)
-                .await
-                .unwrap_or(false)
-            {
-                hub.unregister(self.conn, principal.user_id);
-                return self.refuse(Some(frame), "Unauthorized: token revoked");
-            }
-        }
-        self.send_every = Duration::from_millis(u64::from(send_ms));
-        self.expect_every = Duration::from_millis(u64::from(expect_ms));
-        self.send(
+        self.send_frame(
             &Frame::new(Command::Connected)
                 .with_header("version", "1.2")
                 .with_header("heart-beat", heart_beat)
@@ -345,161 +398,288 @@ impl StompSession {
             self.conn,
             principal.username
         );
-        self.principal = Some(principal);
-        ControlFlow::Continue(())
-    }
-
-    async fn on_subscribe(&mut self, frame: &Frame) -> ControlFlow<()> {
-        let Some(id) = frame.header("id") else {
-            return self.refuse(Some(frame), "SUBSCRIBE requires an 'id' header");
-        };
-        let Some(destination) = frame.header("destination") else {
-            return self.refuse(Some(frame), "SUBSCRIBE requires a 'destination' header");
-        };
-        if self.subscriptions.contains_key(id) {
-            return self.refuse(
-                Some(frame),
-                &format!("subscription id '{id}' is already in use"),
-            );
-        }
-        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
-            return self.refuse(
-                Some(frame),
-                &format!("too many subscriptions: limit is {MAX_SUBSCRIPTIONS}"),
-            );
-        }
-        if let Err(why) = self.may_subscribe(destination).await {
-            return self.refuse(Some(frame), &why);
-        }
-        self.ctx
-            .hub
-            .subscribe(destination, self.conn, id, &self.outbox);
-        self.subscriptions
-            .insert(id.to_string(), destination.to_string());
-        self.receipt(frame);
-        ControlFlow::Continue(())
-    }
-
-    /// `/sub/channels.{id}.messages` needs a PUBLIC channel or membership; other `/sub/...`
-    /// destinations are open; anything else does not exist.
-    async fn may_subscribe(&self, destination: &str) -> Result<(), String> {
-        let Some(principal) = &self.principal else {
-            return Err("Unauthorized".into());
-        };
-        if let Some(raw) = channel_of(destination) {
-            let denied = |why: &str| format!("Access denied to {destination}: {why}");
-            let id = Uuid::parse_str(raw).map_err(|_| denied("not a channel id"))?;
-            let services = &self.ctx.services;
-            let channel = match services.channel_row(id).await {
-                Ok(c) => c,
-                Err(e) if e.status == 404 => return Err(denied("channel not found")),
-                Err(e) => return Err(format!("SUBSCRIBE {destination} failed: {e}")),
+        self.timer = None;
+        if send_ms > 0 || expect_ms > 0 {
+            let hb = HeartBeat {
+                send_every_ms: u64::from(send_ms),
+                expect_every_ms: u64::from(expect_ms),
+                last_in_ms: now_ms(),
             };
-            return match services
-                .require_channel_access(principal.user_id, &channel)
-                .await
-            {
-                Ok(()) => Ok(()),
-                Err(e) if e.status == 403 => Err(denied(
-                    "the channel is private and you are not a participant",
-                )),
-                Err(e) => Err(format!("SUBSCRIBE {destination} failed: {e}")),
-            };
-        }
-        if destination.starts_with("/sub/") {
-            Ok(())
-        } else {
-            Err(format!(
-                "Unknown destination {destination}: subscriptions must start with /sub/"
-            ))
+            self.timer = Some(Box::pin(sleep(tick_period(&hb))));
+            self.heart_beat = Some(hb);
         }
     }
 
-    fn on_unsubscribe(&mut self, frame: &Frame) -> ControlFlow<()> {
-        let Some(id) = frame.header("id") else {
-            return self.refuse(Some(frame), "UNSUBSCRIBE requires an 'id' header");
-        };
-        if let Some(destination) = self.subscriptions.remove(id) {
-            self.ctx.hub.unsubscribe(&destination, self.conn, id);
+    fn subscribe(&mut self, receipt: Option<&str>, id: String, destination: String) {
+        if self.subscriptions.iter().any(|s| *s.id == *id) {
+            return self.refuse(receipt, &format!("subscription id '{id}' is already in use"));
         }
-        self.receipt(frame);
-        ControlFlow::Continue(())
-    }
-
-    async fn on_send(&mut self, frame: &Frame) -> ControlFlow<()> {
-        let Some(destination) = frame.header("destination") else {
-            return self.refuse(Some(frame), "SEND requires a 'destination' header");
+        let limits = self.ctx.limits;
+        if self.subscriptions.len() >= limits.max_subscriptions {
+            let why = format!(
+                "too many subscriptions: limit is {}",
+                limits.max_subscriptions
+            );
+            return self.refuse(receipt, &why);
+        }
+        let parsed = match Destination::parse(&destination) {
+            Ok(d) => d,
+            Err(e) => return self.refuse(receipt, &e.to_string()),
         };
-        let result = match destination {
-            "/pub/messages" => self.create_message(&frame.body).await,
-            d if d.starts_with("/pub/") => Err(format!("Unknown destination {d}")),
-            d if channel_of(d).is_some() || d.starts_with("/sub/channels.") => Err(format!(
-                "SEND {d} refused: channel destinations are written by the server only"
-            )),
-            d if d.starts_with("/sub/") => match std::str::from_utf8(&frame.body) {
-                Ok(body) => {
-                    self.ctx.services.bus.publish(Event::BrokerMessage {
-                        destination: d.to_string(),
-                        body: body.to_string(),
-                    });
-                    Ok(())
-                }
-                Err(_) => Err(format!("SEND {d} refused: the body must be UTF-8 text")),
-            },
-            d => Err(format!(
-                "Unknown destination {d}: send to /pub/messages or /sub/..."
-            )),
+        let canonical = parsed.as_string();
+        let same = self
+            .subscriptions
+            .iter()
+            .filter(|s| *s.destination == *canonical)
+            .count();
+        if same >= limits.max_subscriptions_per_destination {
+            let why = format!(
+                "too many subscriptions to {canonical} on one connection: limit is {}",
+                limits.max_subscriptions_per_destination
+            );
+            return self.refuse(receipt, &why);
+        }
+        let Some(principal) = self.principal.as_deref().cloned() else {
+            return;
         };
-        match result {
-            Ok(()) => {
-                self.receipt(frame);
-                ControlFlow::Continue(())
+        let services = self.ctx.services.clone();
+        let receipt = receipt.map(str::to_string);
+        if let Destination::Broker(_) = parsed {
+            return self.on_authorized(receipt, id, canonical, Ok(()));
+        }
+        self.job = Some(Box::pin(async move {
+            let result = services.authorize_subscription(&principal, &parsed).await;
+            Done::Authorized {
+                receipt,
+                id,
+                destination: canonical,
+                result,
             }
-            Err(why) => self.refuse(Some(frame), &why),
+        }));
+    }
+
+    fn on_authorized(
+        &mut self,
+        receipt: Option<String>,
+        id: String,
+        destination: String,
+        result: Result<(), DestinationError>,
+    ) {
+        if let Err(e) = result {
+            return self.refuse(receipt.as_deref(), &e.to_string());
+        }
+        if let Err(e) = self
+            .ctx
+            .hub
+            .subscribe(&destination, self.conn, &id, &self.out)
+        {
+            return self.refuse(receipt.as_deref(), &e.to_string());
+        }
+        self.subscriptions.push(Subscription {
+            id: Arc::from(id.as_str()),
+            destination: Arc::from(destination.as_str()),
+        });
+        self.receipt(receipt.as_deref());
+    }
+
+    fn send(&mut self, receipt: Option<&str>, destination: &str, body: Bytes) {
+        let parsed = match Destination::parse_for_send(destination) {
+            Ok(d) => d,
+            Err(e) => return self.refuse(receipt, &e.to_string()),
+        };
+        match parsed {
+            Destination::PubMessages => self.create_message(receipt, body),
+            Destination::Broker(_) => {
+                if !self.take_token() {
+                    let why = format!(
+                        "SEND {destination} refused: more than {} messages per second",
+                        self.ctx.limits.broker_rate
+                    );
+                    return self.refuse(receipt, &why);
+                }
+                let max = self.ctx.limits.broker_max_body;
+                match self.ctx.services.broker_send(&parsed, &body, max) {
+                    Ok(()) => self.receipt(receipt),
+                    Err(e) => self.refuse(receipt, &e.to_string()),
+                }
+            }
+            Destination::ChannelMessages(_) | Destination::ChannelMessageEvents(_) => {
+                let e = DestinationError::ServerOnly {
+                    destination: parsed.as_string(),
+                };
+                self.refuse(receipt, &e.to_string())
+            }
+        }
+    }
+
+    fn take_token(&mut self) -> bool {
+        let rate = f64::from(self.ctx.limits.broker_rate);
+        let now = now_ms();
+        let b = &mut self.bucket;
+        b.tokens = (b.tokens + (now.saturating_sub(b.last_ms) as f64) * rate / 1000.0).min(rate);
+        b.last_ms = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
     /// `SEND /pub/messages`: the same service call as `POST /api/messages` without files.
-    async fn create_message(&self, body: &[u8]) -> Result<(), String> {
+    fn create_message(&mut self, receipt: Option<&str>, body: Bytes) {
         let refused = |why: &dyn std::fmt::Display| format!("SEND /pub/messages refused: {why}");
-        let Some(principal) = &self.principal else {
-            return Err(refused(&"Unauthorized"));
+        let Some(principal) = self.principal.as_deref().cloned() else {
+            return;
         };
-        let request: MessageCreateRequest = serde_json::from_slice(body)
-            .map_err(|e| refused(&format!("malformed MessageCreateRequest JSON: {e}")))?;
-        let request_id = Uuid::new_v4().simple().to_string();
-        self.ctx
-            .services
-            .create_message(principal, request, Vec::new(), request_id)
-            .await
-            .map(|_| ())
-            .map_err(|e| refused(&e))
+        let request: MessageCreateRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                let why = refused(&format!("malformed MessageCreateRequest JSON: {e}"));
+                return self.refuse(receipt, &why);
+            }
+        };
+        let services = self.ctx.services.clone();
+        let receipt = receipt.map(str::to_string);
+        self.sends.push_back(Box::pin(async move {
+            let request_id = Uuid::new_v4().simple().to_string();
+            let result = services
+                .create_message(&principal, request, Vec::new(), request_id)
+                .await
+                .map(|_| ())
+                .map_err(|e| refused(&e));
+            Sent { receipt, result }
+        }));
     }
 
-    /// Forgets the connection everywhere and makes sure the transport closes.
-    fn cleanup(&mut self) {
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Authenticated {
+                receipt,
+                heart_beat,
+                result,
+            } => self.on_authenticated(receipt, heart_beat, result),
+            Done::SessionChecked {
+                receipt,
+                heart_beat,
+                ended,
+            } => self.on_session_checked(receipt, heart_beat, ended),
+            Done::Authorized {
+                receipt,
+                id,
+                destination,
+                result,
+            } => self.on_authorized(receipt, id, destination, result),
+        }
+    }
+
+    /// Timers: the CONNECT deadline, then heart-beats (send ours, watch the client's).
+    fn on_tick(&mut self) {
+        let Some(hb) = &self.heart_beat else {
+            if self.principal.is_none() {
+                self.refuse(None, "CONNECT frame expected within 60 seconds");
+            }
+            self.timer = None;
+            return;
+        };
+        let now = now_ms();
+        let period = tick_period(hb);
+        if hb.expect_every_ms > 0
+            && now.saturating_sub(hb.last_in_ms) > hb.expect_every_ms * HEARTBEAT_GRACE
+        {
+            let ms = now.saturating_sub(hb.last_in_ms);
+            return self.refuse(
+                None,
+                &format!("heart-beat timeout: nothing received from the client for {ms} ms"),
+            );
+        }
+        if hb.send_every_ms > 0
+            && self.out.idle_ms(now) + period.as_millis() as u64 >= hb.send_every_ms
+        {
+            self.out.push_encoded(b"\n");
+        }
+        self.out.check_age(now);
+        if let Some(t) = self.timer.as_mut() {
+            t.as_mut().reset(tokio::time::Instant::now() + period);
+        }
+    }
+}
+
+/// A quarter of the shortest heart-beat interval (at least 100 ms).
+fn tick_period(hb: &HeartBeat) -> Duration {
+    let shortest = [hb.send_every_ms, hb.expect_every_ms]
+        .into_iter()
+        .filter(|d| *d > 0)
+        .min()
+        .unwrap_or(3_600_000);
+    Duration::from_millis((shortest / 4).max(100))
+}
+
+impl Session for StompSession {
+    fn on_message(&mut self, message: Bytes) {
+        if let Some(hb) = self.heart_beat.as_mut() {
+            hb.last_in_ms = now_ms();
+        }
+        if self.closed {
+            return;
+        }
+        self.buf.extend_from_slice(&message);
+        self.process();
+    }
+
+    fn poll_work(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut progress = false;
+        if let Some(job) = self.job.as_mut() {
+            if let Poll::Ready(done) = job.as_mut().poll(cx) {
+                self.job = None;
+                if !self.closed {
+                    self.on_done(done);
+                }
+                progress = true;
+            }
+        }
+        while let Poll::Ready(Some(sent)) = self.sends.poll_next_unpin(cx) {
+            progress = true;
+            match sent.result {
+                Ok(()) => self.receipt(sent.receipt.as_deref()),
+                Err(why) => self.refuse(sent.receipt.as_deref(), &why),
+            }
+        }
+        if progress {
+            self.finish_disconnect();
+        }
+        if let Some(timer) = self.timer.as_mut() {
+            if timer.as_mut().poll(cx).is_ready() {
+                self.on_tick();
+                progress = true;
+            }
+        }
+        if progress && !self.closed {
+            self.process();
+        }
+        if progress {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.job.is_some() || self.sends.len() >= self.ctx.limits.max_in_flight_sends
+    }
+
+    fn on_close(&mut self, _reason: &CloseReason) {
         let hub = &self.ctx.hub;
-        for (id, destination) in self.subscriptions.drain() {
-            hub.unsubscribe(&destination, self.conn, &id);
+        for s in self.subscriptions.drain(..) {
+            hub.unsubscribe(&s.destination, self.conn, &s.id);
         }
         if let Some(p) = &self.principal {
             hub.unregister(self.conn, p.user_id);
         }
-        self.outbox.close(CloseReason::normal());
+        self.job = None;
+        self.sends = FuturesOrdered::new();
+        self.timer = None;
+        self.closed = true;
         tracing::debug!("stomp connection {} ended", self.conn);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn channel_destinations() {
-        let id = Uuid::new_v4();
-        let d = format!("/sub/channels.{id}.messages");
-        assert_eq!(channel_of(&d), Some(id.to_string().as_str()));
-        assert_eq!(channel_of("/sub/channels.x"), None);
-        assert_eq!(channel_of("/sub/other"), None);
     }
 }

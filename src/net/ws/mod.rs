@@ -1,48 +1,59 @@
 //! `/ws`: STOMP 1.2 over SockJS and over raw WebSocket (`/ws/websocket`).
 //!
-//! - [`outbox`]: the bounded per-connection queue and its close signal;
-//! - [`hub`]: subscriptions and connections, fan-out of bus events (encoded once);
-//! - [`stomp_session`]: the transport-independent STOMP state machine;
-//! - [`sockjs`]: the SockJS endpoint (sessions, HTTP transports), generic over a service;
-//! - [`websocket`]: the WebSocket handshake and drivers.
+//! The endpoint wires the parts: the SockJS endpoint ([`sockjs`], which also serves the raw
+//! WebSocket) runs a STOMP session ([`crate::net::stomp`]) per connection, and the STOMP hub
+//! fans bus events out to them.
 
-pub mod hub;
-pub mod outbox;
 pub mod sockjs;
-pub mod stomp_session;
-pub mod websocket;
 
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::bus::EventBus;
 use crate::config::Config;
+use crate::net::conn::QueueLimits;
 use crate::net::response::Resp;
-use crate::net::App;
+use crate::net::stomp::hub::Hub;
+use crate::net::stomp::session::{StompContext, StompFactory, StompLimits};
 use crate::proto::stomp::Limits;
 use crate::service::Services;
-use hub::Hub;
 use sockjs::{SockJsOptions, SockJsServer};
-use stomp_session::{StompContext, StompService};
 
 /// The URL prefix of the endpoint.
 pub const PREFIX: &str = "/ws";
 
-/// The realtime endpoint: the hub and the SockJS server running the STOMP service.
+/// The realtime endpoint: the hub and the SockJS server running STOMP.
 pub struct WsEndpoint {
     hub: Arc<Hub>,
     sockjs: SockJsServer,
 }
 
+/// The queue limits every realtime connection gets.
+pub fn queue_limits(config: &Config) -> QueueLimits {
+    QueueLimits {
+        max_bytes: config.queue_max_bytes,
+        max_age: config.queue_max_age,
+    }
+}
+
 impl WsEndpoint {
     /// Builds the endpoint and subscribes its hub to `bus`. Needs a Tokio runtime.
     pub fn new(config: &Config, services: Arc<Services>, bus: &EventBus) -> Self {
-        let hub = Hub::new();
+        let hub = Hub::new(
+            config.stomp_max_subscribers_per_destination,
+            config.max_stomp_sessions_per_user,
+        );
         hub.attach(bus);
-        let limits = Limits {
-            max_frame_bytes: config.stomp_max_frame_bytes,
-            ..Limits::default()
+        let limits = StompLimits {
+            frame: Limits {
+                max_frame_bytes: config.stomp_max_frame_bytes,
+                ..Limits::default()
+            },
+            max_subscriptions: config.stomp_max_subscriptions,
+            max_subscriptions_per_destination: config.stomp_max_subscriptions_per_destination,
+            broker_max_body: config.stomp_broker_max_body_bytes,
+            broker_rate: config.stomp_broker_rate,
+            max_in_flight_sends: 1,
         };
         let ctx = Arc::new(StompContext {
             services,
@@ -53,7 +64,7 @@ impl WsEndpoint {
             // Spring's defaults: reported as needed, no JSONP.
             cookie_needed: true,
             jsonp: false,
-            queue: config.outbound_queue,
+            limits: queue_limits(config),
             // A SockJS message is a JSON string: escaping can grow a frame up to six times.
             max_message_bytes: (config.stomp_max_frame_bytes * 6).max(64 * 1024),
             subprotocols: ["v12.stomp", "v11.stomp", "v10.stomp"]
@@ -61,7 +72,7 @@ impl WsEndpoint {
                 .to_vec(),
             ..SockJsOptions::default()
         };
-        let sockjs = SockJsServer::new(options, Arc::new(StompService::new(ctx)));
+        let sockjs = SockJsServer::new(options, Arc::new(StompFactory(ctx)));
         WsEndpoint { hub, sockjs }
     }
 
@@ -70,12 +81,7 @@ impl WsEndpoint {
     }
 
     /// Serves a request whose path is `/ws` or below.
-    pub async fn handle(
-        &self,
-        _app: Arc<App>,
-        req: http::Request<Incoming>,
-        _remote: SocketAddr,
-    ) -> Resp {
+    pub async fn handle(&self, req: http::Request<Incoming>) -> Resp {
         let path = req.uri().path().to_string();
         let sub_path = path.strip_prefix(PREFIX).unwrap_or("");
         self.sockjs.handle(req, sub_path).await

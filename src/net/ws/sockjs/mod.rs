@@ -2,9 +2,10 @@
 //!
 //! One [`SockJsServer`] serves everything below its URL prefix: the greeting, `/info`, the
 //! iframe page, raw `/websocket`, and `/{server}/{session}/{transport}` for the WebSocket,
-//! streaming and polling transports. The application is a [`Service`]: it gets each new
-//! session's client messages and its [`Outbox`], and never sees which transport carries
-//! them. `/ws` runs the STOMP service; the conformance test server runs echo services.
+//! streaming and polling transports. The application is a [`SessionFactory`]: each new
+//! session gets an application [`Session`](crate::net::conn::Session) and an
+//! [`Outbound`] queue, and never sees which transport carries it. `/ws` runs STOMP; the
+//! conformance test server runs echo services.
 
 mod session;
 mod transport;
@@ -14,31 +15,12 @@ use http::{header, HeaderValue, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
-use super::outbox::{Framing, Outbox, Outgoing};
-use super::websocket;
+use crate::net::conn::{Item, Outbound, QueueLimits, SessionFactory};
 use crate::net::response::{self, Resp};
+use crate::net::websocket;
 use crate::proto::sockjs;
 use session::Registry;
-
-/// The application behind a SockJS endpoint.
-///
-/// Exists so the session and transport machinery is written once and serves both STOMP
-/// (`/ws`) and the echo services of the conformance test server.
-pub trait Service: Send + Sync + 'static {
-    /// Starts serving one new session. Must not block: spawn a task that reads
-    /// `io.inbound` until it ends (the session is gone) and writes with `io.outbox`.
-    fn start(&self, io: SessionIo);
-}
-
-/// A new session as its service sees it.
-pub struct SessionIo {
-    /// The client's messages, in order. Ends when the session is over.
-    pub inbound: mpsc::Receiver<Bytes>,
-    /// Messages to the client, and the way to close the session.
-    pub outbox: Outbox,
-}
 
 /// Per-endpoint settings (sockjs-node and Spring have the same knobs).
 #[derive(Debug, Clone)]
@@ -57,9 +39,9 @@ pub struct SockJsOptions {
     pub heartbeat: Duration,
     /// How long a session survives without a receiving request.
     pub disconnect_delay: Duration,
-    /// Outbound messages queued per session before it is closed as too slow.
-    pub queue: usize,
-    /// Inbound messages queued per session before the sender waits.
+    /// Each session's outbound queue limits (bytes, age).
+    pub limits: QueueLimits,
+    /// Inbound messages queued per HTTP session before `xhr_send` waits.
     pub inbound_queue: usize,
     /// Largest accepted client message (xhr_send body, WebSocket message).
     pub max_message_bytes: usize,
@@ -79,7 +61,7 @@ impl Default for SockJsOptions {
             streaming_limit: 128 * 1024,
             heartbeat: Duration::from_secs(25),
             disconnect_delay: Duration::from_secs(5),
-            queue: 1024,
+            limits: QueueLimits::default(),
             inbound_queue: 64,
             max_message_bytes: 1024 * 1024,
             client_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js".into(),
@@ -91,7 +73,7 @@ impl Default for SockJsOptions {
 /// State shared by the requests of one endpoint.
 struct Inner {
     options: SockJsOptions,
-    service: Arc<dyn Service>,
+    factory: Arc<dyn SessionFactory>,
     sessions: Arc<Registry>,
     iframe: Bytes,
     etag: String,
@@ -103,36 +85,37 @@ pub struct SockJsServer {
     inner: Arc<Inner>,
 }
 
-/// `a[...]` from quoted messages (the quoting was done once, when they were queued).
-pub(crate) fn batch_frame(items: &[Outgoing]) -> String {
-    let len: usize = items.iter().map(|i| i.as_bytes().len() + 1).sum();
-    let mut out = String::with_capacity(len + 3);
-    out.push_str("a[");
+/// `a[...]` from JSON-escaped messages (escaped once, when they were queued).
+pub(crate) fn batch_frame(items: &[Item]) -> String {
+    let len: usize = items.iter().map(|i| i.len() + 3).sum();
+    let mut out = Vec::with_capacity(len + 3);
+    out.extend_from_slice(b"a[");
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        match item {
-            Outgoing::Text(t) => out.push_str(t.as_str()),
-            // Never queued on SockJS sessions; quote it rather than break the frame.
-            Outgoing::Binary(b) => sockjs::quote(&String::from_utf8_lossy(b), &mut out),
+        out.push(b'"');
+        for p in item.parts() {
+            out.extend_from_slice(p);
         }
+        out.push(b'"');
     }
-    out.push(']');
-    out
+    out.push(b']');
+    // Escaped contents are ASCII or whole UTF-8 characters.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl SockJsServer {
     /// Must be called inside a Tokio runtime (it starts the session sweeper).
-    pub fn new(options: SockJsOptions, service: Arc<dyn Service>) -> Self {
-        let sessions = Registry::new(options.queue, options.inbound_queue);
+    pub fn new(options: SockJsOptions, factory: Arc<dyn SessionFactory>) -> Self {
+        let sessions = Registry::new(options.limits, options.inbound_queue);
         sessions.spawn_sweeper(options.disconnect_delay);
         let iframe = sockjs::iframe_html(&options.client_url);
         let etag = sockjs::etag(iframe.as_bytes());
         SockJsServer {
             inner: Arc::new(Inner {
                 options,
-                service,
+                factory,
                 sessions,
                 iframe: Bytes::from(iframe),
                 etag,
@@ -167,7 +150,7 @@ impl SockJsServer {
                 Method::OPTIONS => transport::preflight(&req, "OPTIONS, GET"),
                 _ => not_found(),
             },
-            "/websocket" if inner.options.websocket => self.websocket(req, Framing::Raw),
+            "/websocket" if inner.options.websocket => self.websocket(req, false),
             p if is_iframe_path(p) && (method == Method::GET || method == Method::HEAD) => {
                 self.iframe(&req)
             }
@@ -187,7 +170,7 @@ impl SockJsServer {
         let method = req.method().clone();
         let jsonp = inner.options.jsonp;
         match (kind, method) {
-            ("websocket", _) if inner.options.websocket => self.websocket(req, Framing::SockJs),
+            ("websocket", _) if inner.options.websocket => self.websocket(req, true),
             ("xhr" | "xhr_send" | "xhr_streaming", Method::OPTIONS) => {
                 transport::preflight(&req, "OPTIONS, POST")
             }
@@ -212,35 +195,25 @@ impl SockJsServer {
 
     /// `/websocket` (raw) and `/{server}/{session}/websocket` (SockJS framing). Each
     /// WebSocket is its own session: session ids may be reused.
-    fn websocket(&self, req: Request<Incoming>, framing: Framing) -> Resp {
+    fn websocket(&self, req: Request<Incoming>, sockjs_framing: bool) -> Resp {
         let inner = self.inner.clone();
         let options = &self.inner.options;
-        websocket::upgrade(
-            req,
-            &options.subprotocols,
-            options.max_message_bytes,
-            move |socket| async move {
-                let (outbox, rx) = Outbox::channel(framing, inner.options.queue);
-                let (inbound_tx, inbound_rx) = mpsc::channel(inner.options.inbound_queue.max(1));
-                inner.service.start(SessionIo {
-                    inbound: inbound_rx,
-                    outbox: outbox.clone(),
-                });
-                match framing {
-                    Framing::Raw => websocket::run_raw(socket, inbound_tx, outbox, rx).await,
-                    Framing::SockJs => {
-                        websocket::run_sockjs(
-                            socket,
-                            inbound_tx,
-                            outbox,
-                            rx,
-                            inner.options.heartbeat,
-                        )
-                        .await
-                    }
-                }
-            },
-        )
+        let encoding = if sockjs_framing {
+            crate::net::conn::Encoding::SockJs
+        } else {
+            crate::net::conn::Encoding::Raw
+        };
+        let driver_options = websocket::driver::Options {
+            max_message: options.max_message_bytes,
+            sockjs_heartbeat: sockjs_framing.then_some(options.heartbeat),
+        };
+        websocket::accept(req, &options.subprotocols, move |stream, early| {
+            Box::pin(async move {
+                let out = Outbound::new(encoding, inner.options.limits);
+                let app = inner.factory.open(&out);
+                websocket::driver::run(stream, early, out, app, driver_options).await;
+            })
+        })
     }
 
     /// `/iframe.html` and `/iframe-<version>.html`: strongly cacheable, 304 on a match.
@@ -323,10 +296,10 @@ mod tests {
     }
 
     #[test]
-    fn batch_frame_joins_quoted_messages() {
+    fn batch_frame_joins_escaped_messages() {
         let items = [
-            Outgoing::encode(Framing::SockJs, &Bytes::from_static(b"a")),
-            Outgoing::encode(Framing::SockJs, &Bytes::from_static(b"b\"\n")),
+            Item::now(crate::net::conn::json_escaped(b"a")),
+            Item::now(crate::net::conn::json_escaped(b"b\"\n")),
         ];
         assert_eq!(batch_frame(&items), r#"a["a","b\"\n"]"#);
     }

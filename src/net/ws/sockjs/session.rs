@@ -1,27 +1,41 @@
 //! SockJS sessions of the HTTP transports: the registry (sharded by session id), the
-//! one-receiver-at-a-time rule, and the disconnect delay.
+//! one-receiver-at-a-time rule, the disconnect delay, and the task that runs the application
+//! session between requests.
 //!
-//! A session owns its connection's [`OutboxReceiver`] while no request is receiving. A
-//! receiving request (`xhr`, `xhr_streaming`, `eventsource`, ...) takes it out for as long as
-//! it runs, so "is a receiver attached?" is simply "is the receiver missing?", and a second
-//! receiver is told `c[2010,...]`. The receiver goes back on every exit path through
+//! A session outlives the requests that carry it, so its application [`Session`] runs in a
+//! task of its own ([`run_detached`]) fed by `xhr_send`. Its [`Outbound`] queue is the same
+//! kind every transport uses (bounded by bytes and age); a receiving request (`xhr`,
+//! `xhr_streaming`, `eventsource`, ...) is its reader for as long as it runs. A second
+//! receiver is told `c[2010,...]`. The reader role is given back on every exit path through
 //! [`Attached`]'s `Drop`; an exit without [`Attached::finish`] means the network aborted the
 //! request, which ends the session (`c[1002,"Connection interrupted"]`).
 
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use super::SessionIo;
+use crate::net::conn::{CloseKind, CloseReason, Encoding, Item, Outbound, QueueLimits};
+use crate::net::conn::{Session as AppSession, SessionFactory};
 use crate::net::shards::{lock, Sharded};
-use crate::net::ws::outbox::{CloseReason, Framing, Next, Outbox, OutboxReceiver, Outgoing};
+
+/// SockJS: the client went away in the middle of a receiving request.
+pub fn interrupted() -> CloseReason {
+    CloseReason::new(CloseKind::Client, 1002, "Connection interrupted")
+}
+
+/// SockJS: a second receiving request while one is attached.
+pub fn another_connection() -> CloseReason {
+    CloseReason::new(CloseKind::Policy, 2010, "Another connection still open")
+}
 
 /// Mutable state of one session.
 struct State {
-    /// Present while no receiving request is attached.
-    rx: Option<OutboxReceiver>,
+    /// A receiving request is attached.
+    attached: bool,
     /// The open frame was delivered.
     opened: bool,
     /// Since when no receiving request is attached.
@@ -32,9 +46,9 @@ struct State {
 
 /// One SockJS session of the HTTP transports.
 pub(super) struct Session {
-    /// Client messages to the service.
+    /// Client messages to the application session.
     pub inbound: mpsc::Sender<Bytes>,
-    pub outbox: Outbox,
+    pub out: Arc<Outbound>,
     state: Mutex<State>,
 }
 
@@ -49,8 +63,8 @@ pub(super) enum Attach {
 
 /// What the attached receiver should send next.
 pub(super) enum Delivery {
-    /// An `a[...]` frame with these messages.
-    Messages(Vec<Outgoing>),
+    /// An `a[...]` frame with these messages (JSON-escaped contents).
+    Messages(Vec<Item>),
     /// The close frame; the session is over.
     Close(CloseReason),
     /// Nothing happened for the heart-beat period: send `h`.
@@ -61,7 +75,6 @@ pub(super) enum Delivery {
 /// means the request was aborted.
 pub(super) struct Attached {
     session: Arc<Session>,
-    rx: Option<OutboxReceiver>,
     finished: bool,
 }
 
@@ -74,30 +87,30 @@ impl Session {
                 return Attach::Refuse(reason.clone());
             }
         }
-        let Some(rx) = st.rx.take() else {
-            return Attach::Refuse(CloseReason::new(2010, "Another connection still open"));
-        };
+        if st.attached {
+            return Attach::Refuse(another_connection());
+        }
         let open = !st.opened;
+        st.attached = true;
         st.opened = true;
         st.detached_at = None;
         Attach::Receiver {
             guard: Attached {
                 session: self.clone(),
-                rx: Some(rx),
                 finished: false,
             },
             open,
         }
     }
 
-    fn detach(&self, rx: OutboxReceiver, aborted: bool) {
+    fn detach(&self, aborted: bool) {
         let mut st = lock(&self.state);
-        st.rx = Some(rx);
+        st.attached = false;
         st.detached_at = Some(Instant::now());
         if aborted && st.closed.is_none() {
-            st.closed = Some(CloseReason::interrupted());
+            st.closed = Some(interrupted());
             drop(st);
-            self.outbox.close(CloseReason::interrupted());
+            self.out.close(interrupted());
         }
     }
 
@@ -110,15 +123,19 @@ impl Session {
 }
 
 impl Attached {
-    /// Waits for something to send: queued messages (all of them, as one frame), the close,
-    /// or a heart-beat after `heartbeat` of silence.
+    /// Waits for something to send: everything queued (as one frame), the close, or a
+    /// heart-beat after `heartbeat` of silence.
     pub async fn next(&mut self, heartbeat: Duration) -> Delivery {
-        let Some(rx) = self.rx.as_mut() else {
-            return Delivery::Close(CloseReason::normal());
-        };
-        match tokio::time::timeout(heartbeat, rx.next()).await {
-            Ok(Next::Batch(items)) => Delivery::Messages(items),
-            Ok(Next::Close(reason)) => {
+        let out = self.session.out.clone();
+        let mut items = VecDeque::new();
+        let next = tokio::time::timeout(heartbeat, poll_fn(|cx| out.poll_take(cx, &mut items)));
+        match next.await {
+            Ok(None) => {
+                let bytes = items.iter().map(Item::len).sum();
+                out.written(bytes, None);
+                Delivery::Messages(items.into())
+            }
+            Ok(Some(reason)) => {
                 lock(&self.session.state).closed = Some(reason.clone());
                 Delivery::Close(reason)
             }
@@ -126,7 +143,7 @@ impl Attached {
         }
     }
 
-    /// The request completed normally: give the receiver back to the session.
+    /// The request completed normally: give the receiver role back to the session.
     pub fn finish(mut self) {
         self.finished = true;
     }
@@ -134,24 +151,22 @@ impl Attached {
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        if let Some(rx) = self.rx.take() {
-            self.session.detach(rx, !self.finished);
-        }
+        self.session.detach(!self.finished);
     }
 }
 
 /// All sessions of one SockJS endpoint, sharded by session id.
 pub(super) struct Registry {
     shards: Sharded<HashMap<String, Arc<Session>>>,
-    queue: usize,
+    limits: QueueLimits,
     inbound_queue: usize,
 }
 
 impl Registry {
-    pub fn new(queue: usize, inbound_queue: usize) -> Arc<Registry> {
+    pub fn new(limits: QueueLimits, inbound_queue: usize) -> Arc<Registry> {
         Arc::new(Registry {
             shards: Sharded::default(),
-            queue,
+            limits,
             inbound_queue,
         })
     }
@@ -160,31 +175,29 @@ impl Registry {
         self.shards.lock(id).get(id).cloned()
     }
 
-    /// The session `id`, created if absent. A new session's I/O is returned so the caller
-    /// can start the service (outside the lock).
-    pub fn get_or_create(&self, id: &str) -> (Arc<Session>, Option<SessionIo>) {
+    /// The session `id`, created (with its application session running) if absent.
+    pub fn get_or_create(&self, id: &str, factory: &Arc<dyn SessionFactory>) -> Arc<Session> {
         let mut map = self.shards.lock(id);
         if let Some(s) = map.get(id) {
-            return (s.clone(), None);
+            return s.clone();
         }
-        let (outbox, rx) = Outbox::channel(Framing::SockJs, self.queue);
+        let out = Outbound::new(Encoding::SockJs, self.limits);
         let (inbound, inbound_rx) = mpsc::channel(self.inbound_queue.max(1));
         let session = Arc::new(Session {
             inbound,
-            outbox: outbox.clone(),
+            out: out.clone(),
             state: Mutex::new(State {
-                rx: Some(rx),
+                attached: false,
                 opened: false,
                 detached_at: Some(Instant::now()),
                 closed: None,
             }),
         });
         map.insert(id.to_string(), session.clone());
-        let io = SessionIo {
-            inbound: inbound_rx,
-            outbox,
-        };
-        (session, Some(io))
+        drop(map);
+        let app = factory.open(&out);
+        tokio::spawn(run_detached(app, inbound_rx, out));
+        session
     }
 
     /// Number of live sessions (for tests and metrics).
@@ -204,7 +217,8 @@ impl Registry {
                 keep
             });
             for s in gone {
-                s.outbox.close(CloseReason::new(3000, "Session timed out"));
+                s.out
+                    .close(CloseReason::timeout("Session timed out: no receiving request"));
             }
         }
     }
@@ -227,15 +241,69 @@ impl Registry {
     }
 }
 
+/// Runs an application session between HTTP requests: messages from `xhr_send` while it is
+/// not busy, and its own work, until the session is closed or swept away.
+pub async fn run_detached(
+    mut app: Box<dyn AppSession>,
+    mut inbound: mpsc::Receiver<Bytes>,
+    out: Arc<Outbound>,
+) {
+    poll_fn(|cx| loop {
+        let mut progress = app.poll_work(cx).is_ready();
+        while !app.busy() {
+            match inbound.poll_recv(cx) {
+                Poll::Ready(Some(m)) => {
+                    app.on_message(m);
+                    progress = true;
+                }
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => break,
+            }
+        }
+        if !progress {
+            return Poll::Pending;
+        }
+    })
+    .await;
+    let reason = out.close_reason().unwrap_or_else(interrupted);
+    app.on_close(&reason);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::task::{Context, Poll};
+
+    /// An application session that does nothing.
+    struct Nothing;
+    impl AppSession for Nothing {
+        fn on_message(&mut self, _: Bytes) {}
+        fn poll_work(&mut self, _: &mut Context<'_>) -> Poll<()> {
+            Poll::Pending
+        }
+        fn busy(&self) -> bool {
+            false
+        }
+        fn on_close(&mut self, _: &CloseReason) {}
+    }
+    struct NothingFactory;
+    impl SessionFactory for NothingFactory {
+        fn open(&self, _: &Arc<Outbound>) -> Box<dyn AppSession> {
+            Box::new(Nothing)
+        }
+    }
+
+    fn registry() -> (Arc<Registry>, Arc<dyn SessionFactory>) {
+        (
+            Registry::new(QueueLimits::default(), 8),
+            Arc::new(NothingFactory),
+        )
+    }
 
     #[tokio::test]
     async fn second_receiver_is_refused_and_abort_interrupts() {
-        let reg = Registry::new(8, 8);
-        let (s, io) = reg.get_or_create("a");
-        assert!(io.is_some());
+        let (reg, f) = registry();
+        let s = reg.get_or_create("a", &f);
         let Attach::Receiver { guard, open } = s.attach() else {
             panic!("first receiver refused");
         };
@@ -250,47 +318,45 @@ mod tests {
         };
         assert!(!open);
         drop(guard); // aborted
-        assert!(s.outbox.is_closed());
+        assert!(s.out.is_closed());
         match s.attach() {
-            Attach::Refuse(r) => assert_eq!(r, CloseReason::interrupted()),
+            Attach::Refuse(r) => assert_eq!(r, interrupted()),
             Attach::Receiver { .. } => panic!("closed session attached"),
         }
+        let _ = Nothing.busy();
     }
 
     #[tokio::test]
     async fn queued_messages_come_before_close() {
-        let reg = Registry::new(8, 8);
-        let (s, _io) = reg.get_or_create("b");
+        let (reg, f) = registry();
+        let s = reg.get_or_create("b", &f);
         let Attach::Receiver { mut guard, .. } = s.attach() else {
             panic!("refused");
         };
-        s.outbox.push(Outgoing::Text("\"x\"".into()));
-        s.outbox.close(CloseReason::new(3000, "Go away!"));
+        s.out.push_bytes(Bytes::from_static(b"x"));
+        s.out
+            .close(CloseReason::new(CloseKind::Policy, 3000, "Go away!"));
         assert!(
             matches!(guard.next(Duration::from_secs(1)).await, Delivery::Messages(m) if m.len() == 1)
         );
         assert!(
             matches!(guard.next(Duration::from_secs(1)).await, Delivery::Close(r) if r.code == 3000)
         );
-        assert!(matches!(
-            guard.next(Duration::from_millis(10)).await,
-            Delivery::Close(_) | Delivery::Heartbeat
-        ));
         guard.finish();
         assert!(matches!(s.attach(), Attach::Refuse(r) if r.code == 3000));
     }
 
     #[tokio::test]
     async fn sweep_removes_only_detached_sessions() {
-        let reg = Registry::new(8, 8);
-        let (idle, _) = reg.get_or_create("idle");
-        let (busy, _) = reg.get_or_create("busy");
+        let (reg, f) = registry();
+        let idle = reg.get_or_create("idle", &f);
+        let busy = reg.get_or_create("busy", &f);
         let Attach::Receiver { guard, .. } = busy.attach() else {
             panic!("refused");
         };
         reg.sweep(Duration::ZERO);
         assert!(reg.get("idle").is_none());
-        assert!(idle.outbox.is_closed());
+        assert!(idle.out.is_closed());
         assert!(reg.get("busy").is_some());
         guard.finish();
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::session::{Attach, Attached, Delivery};
 use super::{batch_frame, Inner};
 use crate::net::response::{self, Resp};
-use crate::net::ws::outbox::CloseReason;
+use crate::net::conn::CloseReason;
 use crate::proto::sockjs;
 
 const NO_CACHE: &str = "no-store, no-cache, must-revalidate, max-age=0";
@@ -97,7 +97,7 @@ impl Receiver {
 }
 
 fn close_frame(reason: &CloseReason) -> String {
-    sockjs::close_frame(reason.code, &reason.reason)
+    sockjs::close_frame(reason.code, &reason.text)
 }
 
 fn frame_of(delivery: &Delivery) -> String {
@@ -220,10 +220,7 @@ pub(super) async fn receive(
         Ok(r) => r,
         Err(text) => return server_error(text),
     };
-    let (session, io) = inner.sessions.get_or_create(session_id);
-    if let Some(io) = io {
-        inner.service.start(io);
-    }
+    let session = inner.sessions.get_or_create(session_id, &inner.factory);
     let attach = session.attach();
     let heartbeat = inner.options.heartbeat;
     let mut r = if receiver.streaming() {
