@@ -28,6 +28,10 @@ pub enum Framing {
     SockJsWebSocket,
     /// An HTTP/1.1 chunked body (SSE): every pending message in one chunk.
     Chunked,
+    /// Hixie-76 WebSocket: one `0x00 … 0xFF` frame per message.
+    Hixie76,
+    /// SockJS over Hixie-76: every pending message in one `0x00 a[…] 0xFF` frame.
+    SockJsHixie76,
 }
 
 /// One thing to write.
@@ -286,25 +290,32 @@ impl Writer {
             Pending::Message(i) => i,
         };
         match self.framing {
-            Framing::WebSocket => {
-                let iovs = 1 + item.parts().count();
+            Framing::WebSocket | Framing::Hixie76 => {
+                let hixie = self.framing == Framing::Hixie76;
+                let iovs = 1 + item.parts().count() + usize::from(hixie);
                 if iovs > iov_left {
                     return None;
                 }
-                let h = encode_header(true, OpCode::Text, item.len(), hdr);
+                let (h, trailer) = if hixie {
+                    hdr[0] = 0x00;
+                    (1, 1)
+                } else {
+                    (encode_header(true, OpCode::Text, item.len(), hdr), 0)
+                };
                 Some((
                     Group {
                         items: 1,
                         hdr: h,
-                        framed: h + item.len(),
+                        framed: h + item.len() + trailer,
                     },
                     iovs,
                 ))
             }
-            Framing::SockJsWebSocket | Framing::Chunked => {
-                let sockjs = self.framing == Framing::SockJsWebSocket;
-                // header + "a[" + "]" | header + CRLF trailer
-                let mut iovs = if sockjs { 3 } else { 2 };
+            Framing::SockJsWebSocket | Framing::SockJsHixie76 | Framing::Chunked => {
+                let sockjs = self.framing != Framing::Chunked;
+                let hixie = self.framing == Framing::SockJsHixie76;
+                // header + "a[" + "]" (+ 0xFF) | header + CRLF trailer
+                let mut iovs = if sockjs { 3 + usize::from(hixie) } else { 2 };
                 let mut payload = if sockjs { 3 } else { 0 }; // "a[" "]"
                 let mut k = 0;
                 for p in self.pending.range(idx..) {
@@ -323,7 +334,18 @@ impl Writer {
                 if k == 0 {
                     return None;
                 }
-                if sockjs {
+                if hixie {
+                    payload -= 1;
+                    hdr[0] = 0x00;
+                    Some((
+                        Group {
+                            items: k,
+                            hdr: 1,
+                            framed: 1 + payload + 1,
+                        },
+                        iovs,
+                    ))
+                } else if sockjs {
                     payload -= 1; // no comma after the last message
                     let h = encode_header(true, OpCode::Text, payload, hdr);
                     Some((
@@ -442,14 +464,17 @@ fn emit_group<'a>(
     }
     emit(hdr);
     match framing {
-        Framing::WebSocket => {
+        Framing::WebSocket | Framing::Hixie76 => {
             if let Some(Pending::Message(i)) = items.next() {
                 for p in i.parts() {
                     emit(p);
                 }
             }
+            if framing == Framing::Hixie76 {
+                emit(&[0xFF]);
+            }
         }
-        Framing::SockJsWebSocket => {
+        Framing::SockJsWebSocket | Framing::SockJsHixie76 => {
             emit(b"a[");
             let mut first = true;
             for p in items {
@@ -462,6 +487,9 @@ fn emit_group<'a>(
                 emit(b"\"");
             }
             emit(b"]");
+            if framing == Framing::SockJsHixie76 {
+                emit(&[0xFF]);
+            }
         }
         Framing::Chunked => {
             let mut any = false;
@@ -614,7 +642,7 @@ mod tests {
                     out.extend_from_slice(&b[pos + 2..pos + 2 + len]);
                     b = &b[pos + 4 + len..];
                 }
-                Framing::WebSocket => unreachable!(),
+                _ => unreachable!(),
             }
         }
         out
@@ -664,6 +692,42 @@ mod tests {
         }
         assert_eq!(total, 2000);
         assert!(calls >= 2 && calls <= 20, "{calls}");
+    }
+
+    #[test]
+    fn hixie76_frames() {
+        let mut w = Writer::new(Framing::Hixie76);
+        w.extend(&mut queue(&["ab", "c"]));
+        assert_eq!(w.drain_to_vec().0, b"\x00ab\xff\x00c\xff");
+        let mut w = Writer::new(Framing::SockJsHixie76);
+        w.extend(&mut queue(&["ab", "c"]));
+        assert_eq!(w.drain_to_vec().0, b"\x00a[\"ab\",\"c\"]\xff");
+        for framing in [Framing::Hixie76, Framing::SockJsHixie76] {
+            for cap in [1, 2, 5] {
+                let mut reference = Writer::new(framing);
+                reference.extend(&mut queue(&["alpha", "b"]));
+                let (expected, _) = reference.drain_to_vec();
+                let mut w = Writer::new(framing);
+                w.extend(&mut queue(&["alpha", "b"]));
+                let mut out = Vec::new();
+                while !w.is_empty() {
+                    w.write_once(|iov| {
+                        let mut n = 0;
+                        for s in iov {
+                            let take = (cap - n).min(s.len());
+                            out.extend_from_slice(&s[..take]);
+                            n += take;
+                            if n == cap {
+                                break;
+                            }
+                        }
+                        Ok(n)
+                    })
+                    .unwrap();
+                }
+                assert_eq!(out, expected);
+            }
+        }
     }
 
     #[test]

@@ -23,8 +23,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Sleep};
 
+use super::Wire;
 use crate::net::conn::clock::now_ms;
 use crate::net::conn::{CloseKind, CloseReason, Framing, Item, Outbound, Session, Writer};
+use crate::proto::hixie76;
 use crate::proto::sockjs;
 use crate::proto::websocket::{self as ws, Event, OpCode};
 
@@ -55,11 +57,12 @@ pub struct Options {
 pub async fn run(
     stream: TcpStream,
     early: Bytes,
+    wire: Wire,
     out: Arc<Outbound>,
     session: Box<dyn Session>,
     options: Options,
 ) -> CloseReason {
-    let mut d = Driver::new(stream, early, out, session, options);
+    let mut d = Driver::new(stream, early, wire, out, session, options);
     poll_fn(|cx| d.poll(cx)).await;
     let reason = d
         .final_reason
@@ -70,12 +73,52 @@ pub async fn run(
     reason
 }
 
+/// The client-frame decoder of the connection's protocol.
+enum Input {
+    Rfc6455(ws::Decoder),
+    Hixie76(hixie76::Decoder),
+}
+
+impl Input {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, (u16, String)> {
+        match self {
+            Input::Rfc6455(d) => d
+                .decode(buf)
+                .map_err(|e| (e.close_code(), e.to_string())),
+            Input::Hixie76(d) => match d.decode(buf) {
+                Ok(Some(hixie76::Frame::Text(t))) => Ok(Some(Event::Text(Bytes::from(t)))),
+                Ok(Some(hixie76::Frame::Close)) => Ok(Some(Event::Close(None))),
+                Ok(None) => Ok(None),
+                Err(e) => Err((1002, e.to_string())),
+            },
+        }
+    }
+
+    /// A text control message (SockJS `o`, `h`, `c[...]`) framed for the wire.
+    fn text_frame(&self, text: &[u8]) -> Bytes {
+        match self {
+            Input::Rfc6455(_) => ws::encode_frame(OpCode::Text, text),
+            Input::Hixie76(_) => hixie76::encode_text(&String::from_utf8_lossy(text)),
+        }
+    }
+
+    fn close_frame(&self, code: u16, text: &str) -> Bytes {
+        match self {
+            Input::Rfc6455(_) => {
+                let code = if ws::valid_close_code(code) { code } else { 1000 };
+                ws::close_frame(code, text)
+            }
+            Input::Hixie76(_) => Bytes::from_static(&hixie76::CLOSE_FRAME),
+        }
+    }
+}
+
 struct Driver {
     stream: TcpStream,
     out: Arc<Outbound>,
     writer: Writer,
     taken: VecDeque<Item>,
-    decoder: ws::Decoder,
+    decoder: Input,
     inbuf: BytesMut,
     /// Client messages not yet handed to the busy session.
     inbox: VecDeque<Bytes>,
@@ -100,18 +143,38 @@ impl Driver {
     fn new(
         stream: TcpStream,
         early: Bytes,
+        wire: Wire,
         out: Arc<Outbound>,
         session: Box<dyn Session>,
         options: Options,
     ) -> Driver {
-        let framing = if options.sockjs_heartbeat.is_some() {
-            Framing::SockJsWebSocket
-        } else {
-            Framing::WebSocket
+        let sockjs_framing = options.sockjs_heartbeat.is_some();
+        let (framing, decoder, prelude) = match wire {
+            Wire::Rfc6455 => (
+                if sockjs_framing {
+                    Framing::SockJsWebSocket
+                } else {
+                    Framing::WebSocket
+                },
+                Input::Rfc6455(ws::Decoder::new(options.max_message)),
+                None,
+            ),
+            Wire::Hixie76 { challenge } => (
+                if sockjs_framing {
+                    Framing::SockJsHixie76
+                } else {
+                    Framing::Hixie76
+                },
+                Input::Hixie76(hixie76::Decoder::new(options.max_message)),
+                Some(challenge),
+            ),
         };
         let mut writer = Writer::new(framing);
+        if let Some(p) = prelude {
+            writer.push_raw(p);
+        }
         let heartbeat = options.sockjs_heartbeat.map(|hb| {
-            writer.push_raw(ws::encode_frame(OpCode::Text, sockjs::OPEN));
+            writer.push_raw(decoder.text_frame(sockjs::OPEN));
             Box::pin(sleep(hb))
         });
         Driver {
@@ -119,7 +182,7 @@ impl Driver {
             out,
             writer,
             taken: VecDeque::new(),
-            decoder: ws::Decoder::new(options.max_message),
+            decoder,
             inbuf: BytesMut::from(&early[..]),
             inbox: VecDeque::new(),
             session,
@@ -240,15 +303,11 @@ impl Driver {
                     step = Step::Progress;
                     self.on_event(event);
                 }
-                Err(e) => {
+                Err((code, text)) => {
                     step = Step::Progress;
                     self.inbuf.clear();
                     if self.closing.is_none() {
-                        self.begin_close(CloseReason::new(
-                            CloseKind::Policy,
-                            e.close_code(),
-                            e.to_string(),
-                        ));
+                        self.begin_close(CloseReason::new(CloseKind::Policy, code, text));
                     } else {
                         self.client_closed = true;
                     }
@@ -372,8 +431,8 @@ impl Driver {
         }
         let idle = Duration::from_millis(now_ms().saturating_sub(self.last_write_ms));
         if idle + Duration::from_millis(50) >= period && self.closing.is_none() {
-            self.writer
-                .push_raw(ws::encode_frame(OpCode::Text, sockjs::HEARTBEAT));
+            let h = self.decoder.text_frame(sockjs::HEARTBEAT);
+            self.writer.push_raw(h);
             timer
                 .as_mut()
                 .reset(tokio::time::Instant::now() + period);
@@ -397,15 +456,11 @@ impl Driver {
         if !self.close_queued {
             if self.sockjs.is_some() {
                 let c = sockjs::close_frame(reason.code, &reason.text);
-                self.writer
-                    .push_raw(ws::encode_frame(OpCode::Text, c.as_bytes()));
+                let frame = self.decoder.text_frame(c.as_bytes());
+                self.writer.push_raw(frame);
             }
-            let code = if ws::valid_close_code(reason.code) {
-                reason.code
-            } else {
-                1000
-            };
-            self.writer.push_raw(ws::close_frame(code, &reason.text));
+            let close = self.decoder.close_frame(reason.code, &reason.text);
+            self.writer.push_raw(close);
             self.close_queued = true;
         }
         self.out.close(reason.clone());

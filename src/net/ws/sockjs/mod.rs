@@ -207,11 +207,11 @@ impl SockJsServer {
             max_message: options.max_message_bytes,
             sockjs_heartbeat: sockjs_framing.then_some(options.heartbeat),
         };
-        websocket::accept(req, &options.subprotocols, move |stream, early| {
+        websocket::accept(req, &options.subprotocols, move |stream, early, wire| {
             Box::pin(async move {
                 let out = Outbound::new(encoding, inner.options.limits);
                 let app = inner.factory.open(&out);
-                websocket::driver::run(stream, early, out, app, driver_options).await;
+                websocket::driver::run(stream, early, wire, out, app, driver_options).await;
             })
         })
     }
