@@ -136,13 +136,13 @@ function seeing(channelId: string): boolean {
   return channelId === currentChannelId.value && pageVisible.value;
 }
 
-/** Unread messages of `c` (0 = read); `more` when the count is a lower bound. */
-export function unreadCount(c: ChannelDto): { n: number; more: boolean } {
-  if (seeing(c.id)) return { n: 0, more: false };
+/** Unread messages of `c` (0 = read); `more` when the count is a lower bound: more than a
+ * page, or not counted yet (`counted` false: the contract's rule says "unread"). */
+export function unreadCount(c: ChannelDto): { n: number; more: boolean; counted: boolean } {
+  if (seeing(c.id)) return { n: 0, more: false, counted: true };
   const u = unread.value[c.id];
-  if (u) return { n: u.ids.length, more: u.more };
-  // not counted (yet): the contract's rule, as one unread message
-  return { n: newerThanRead(c) ? 1 : 0, more: false };
+  if (u) return { n: u.ids.length, more: u.more, counted: true };
+  return newerThanRead(c) ? { n: 1, more: true, counted: false } : { n: 0, more: false, counted: false };
 }
 
 export function isUnread(c: ChannelDto): boolean {
@@ -364,14 +364,15 @@ function unreadMessage(m: MessageDto): boolean {
 
 async function countChannel(c: ChannelDto): Promise<void> {
   const gen = readGen.get(c.id) ?? 0;
+  const before = new Set(unread.value[c.id]?.ids ?? []);
   try {
     const page = await api.get<PageResponse<MessageDto>>('/messages', {
       query: { channelId: c.id, size: COUNT_PAGE, sort: 'createdAt,desc' },
     });
     if ((readGen.get(c.id) ?? 0) !== gen || !channels.value.some((x) => x.id === c.id)) return;
     const fresh = page.content.filter((m) => unreadMessage(m) && !deletedIds.has(m.id));
-    // messages that arrived live meanwhile stay counted
-    const live = unread.value[c.id]?.ids ?? [];
+    // messages that arrived live meanwhile stay counted; the page replaces older ones
+    const live = (unread.value[c.id]?.ids ?? []).filter((id) => !before.has(id));
     const ids = [...new Set([...fresh.map((m) => m.id), ...live])];
     const allNew = page.content.length > 0 && page.content.every((m) => mine(m) || unreadMessage(m));
     setUnread(c.id, { ids, more: page.hasNext && allNew });

@@ -25,7 +25,8 @@ function ChannelItem({ c }: { c: ChannelDto }) {
   const count = unreadCount(c);
   const unread = count.n > 0;
   const title = channelTitle(c, myId);
-  const label = `${c.type === 'PUBLIC' ? 'channel' : 'conversation'} ${title}${unread ? `, ${countLabel(count)} unread` : ''}`;
+  const news = !unread ? '' : count.counted ? `, ${countLabel(count)} unread` : ', unread';
+  const label = `${c.type === 'PUBLIC' ? 'channel' : 'conversation'} ${title}${news}`;
   const others = otherParticipants(c, myId);
   const first = others[0] ?? null;
   const online = first ? usersById.value[first.id]?.online ?? null : null;
@@ -57,11 +58,14 @@ function ChannelItem({ c }: { c: ChannelDto }) {
         <span class="channel-name" data-testid="channel-name">
           {title}
         </span>
-        {unread && (
-          <span class="unread-badge" data-testid="channel-unread" aria-hidden="true">
-            {countLabel(count)}
-          </span>
-        )}
+        {unread &&
+          (count.counted ? (
+            <span class="unread-badge" data-testid="channel-unread" aria-hidden="true">
+              {countLabel(count)}
+            </span>
+          ) : (
+            <span class="unread-dot" data-testid="channel-unread" aria-hidden="true" />
+          ))}
       </button>
     </li>
   );
