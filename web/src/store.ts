@@ -74,9 +74,9 @@ export const desktopPermission = signal<NotificationPermission | 'unsupported'>(
   typeof Notification === 'undefined' ? 'unsupported' : Notification.permission,
 );
 /**
- * Unread messages per channel id (ids of messages by others newer than the read status'
- * `lastReadAt`; `more` when there are more than one page holds). A channel without an entry
- * has not been counted yet.
+ * Unread messages per channel id: ids of messages by others newer than the read status'
+ * `lastReadAt`, `more` when there are more than one counted page holds. A channel without an
+ * entry has not been counted yet.
  */
 export interface Unread {
   ids: string[];
@@ -339,7 +339,7 @@ let countsReady = false;
 
 // ---- unread counts -------------------------------------------------------------------------
 
-/** Page size of a count; more than this shows as "100+". */
+/** Page size of a count: a channel with more unread messages shows "99+". */
 const COUNT_PAGE = 100;
 /** Bumped by every mark-as-read, so a count started before it is dropped. */
 const readGen = new Map<string, number>();
