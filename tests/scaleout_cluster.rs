@@ -1,7 +1,8 @@
 //! Scale-out acceptance on the shared three-instance cluster (tests/common/cluster.rs):
-//! STOMP and SSE fan-out across instances, SSE replay on another instance, logout revocation
-//! everywhere, and nginx (the deployment's own config) in front: X-Upstream-Addr, the
-//! strategies, and SockJS HTTP sessions kept on one instance under round robin.
+//! STOMP fan-out of new, edited and deleted messages and SSE fan-out across instances, SSE
+//! replay on another instance, logout revocation everywhere, and nginx (the deployment's own
+//! config) in front: X-Upstream-Addr, the strategies, and SockJS HTTP sessions kept on one
+//! instance under round robin.
 
 #[path = "common/cluster.rs"]
 mod cluster;
@@ -119,6 +120,57 @@ async fn stomp_subscriber_on_a_receives_messages_sent_on_b_and_c() {
     assert_eq!(second["id"], created["id"]);
     assert_eq!(second["content"], "via http on C");
     assert_eq!(frame.header("destination"), Some(dest(&channel).as_str()));
+}
+
+#[tokio::test]
+async fn message_edits_and_deletions_reach_subscribers_on_every_instance() {
+    let c = Cluster::shared().await;
+    let channel = public_channel(c, "msgevents").await;
+    let events = format!("/sub/channels.{channel}.message-events");
+    let mut reader = Api::new(&c.at(0).base);
+    reader.register(&unique("evreader")).await;
+    let mut writer = Api::new(&c.at(1).base);
+    writer.register(&unique("evwriter")).await;
+    let token = reader.token.clone().unwrap();
+    // Subscribers on A and C; the edit goes through B, the deletion through C.
+    let mut subscribers = Vec::new();
+    for i in [0, 2] {
+        let mut s = StompClient::connected(&c.at(i).base, Kind::Raw, &token).await;
+        s.subscribe_confirmed("new", &dest(&channel)).await;
+        s.subscribe_confirmed("ev", &events).await;
+        subscribers.push(s);
+    }
+    let created = writer.send_text(&channel, "draft").await;
+    let id = created["id"].as_str().unwrap();
+    let r = writer
+        .send_json(
+            Method::PATCH,
+            &format!("/api/messages/{id}"),
+            &json!({"newContent": "edited across instances"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = via(&writer, &c.at(2).base)
+        .delete(&format!("/api/messages/{id}"))
+        .await;
+    assert_eq!(r.status(), 204);
+
+    for s in &mut subscribers {
+        // One channel key, one partition: creation, edit and deletion arrive in commit order.
+        let (frame, dto) = s.next_message_json().await;
+        assert_eq!(frame.header("subscription"), Some("new"));
+        assert_eq!(dto["id"], id);
+        let (frame, updated) = s.next_message_json().await;
+        assert_eq!(frame.header("subscription"), Some("ev"));
+        assert_eq!(updated["type"], "updated");
+        assert_eq!(updated["message"]["content"], "edited across instances");
+        let (frame, deleted) = s.next_message_json().await;
+        assert_eq!(frame.header("subscription"), Some("ev"));
+        assert_eq!(
+            deleted,
+            json!({"type": "deleted", "messageId": id, "channelId": channel})
+        );
+    }
 }
 
 #[tokio::test]

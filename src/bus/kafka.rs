@@ -1,8 +1,8 @@
 //! Kafka side of the multi-instance bus: topic layout, the relay's producer, and the consumer
 //! that feeds every instance's local subscribers.
 //!
-//! Topics, one per event family: `{prefix}messages` (keyed by channel, so one channel's
-//! messages stay in order), `{prefix}broker` (by destination), `{prefix}revocations` (by user),
+//! Topics, one per event family: `{prefix}messages` (created, edited and deleted messages,
+//! keyed by channel, so one channel's messages and their edits stay in order), `{prefix}broker` (by destination), `{prefix}revocations` (by user),
 //! and `{prefix}sse` with a single partition: SSE replay compares event ids, so every instance
 //! must see SSE events in one order, the order of their ids (the relay stamps them).
 //!
@@ -72,7 +72,12 @@ impl Family {
 /// The family and key of an event: what decides its topic and partition.
 pub fn route(e: &Event) -> (Family, String) {
     match e {
-        Event::MessageCreated { message } => (Family::Messages, message.channel_id.to_string()),
+        // Edits and deletions share the channel's key with creations: one partition keeps a
+        // message's events in the order they were committed.
+        Event::MessageCreated { message } | Event::MessageUpdated { message } => {
+            (Family::Messages, message.channel_id.to_string())
+        }
+        Event::MessageDeleted { channel_id, .. } => (Family::Messages, channel_id.to_string()),
         Event::BrokerMessage { destination, .. } => (Family::Broker, destination.clone()),
         Event::UserRevoked { user_id, .. } => (Family::Revocations, user_id.to_string()),
         Event::Sse(s) => match &s.audience {
