@@ -92,7 +92,10 @@ impl Endpoints {
                     echo(),
                 ),
             ),
-            ("/close", SockJsServer::new(base.clone(), Arc::new(CloseFactory))),
+            (
+                "/close",
+                SockJsServer::new(base.clone(), Arc::new(CloseFactory)),
+            ),
             ("/echo", SockJsServer::new(base, echo())),
         ])
     }

@@ -200,8 +200,7 @@ impl Config {
                 parse_num("DISCODEIT_SSE_KEEPALIVE_SECONDS", 15)?.max(1),
             ),
             stomp_max_frame_bytes: parse_num("DISCODEIT_STOMP_MAX_FRAME_BYTES", 65536)? as usize,
-            queue_max_bytes: parse_num("DISCODEIT_QUEUE_MAX_BYTES", 512 * 1024)?.max(1024)
-                as usize,
+            queue_max_bytes: parse_num("DISCODEIT_QUEUE_MAX_BYTES", 512 * 1024)?.max(1024) as usize,
             queue_max_age: Duration::from_millis(
                 parse_num("DISCODEIT_QUEUE_MAX_AGE_MS", 10_000)?.max(10),
             ),

@@ -341,7 +341,7 @@ async fn keepalive_comments_flow() {
 #[tokio::test]
 async fn a_stream_that_stops_reading_is_dropped_and_others_keep_up() {
     let server = TestServer::start_with(&[
-        ("DISCODEIT_OUTBOUND_QUEUE", "16"),
+        ("DISCODEIT_QUEUE_MAX_BYTES", "16384"),
         ("DISCODEIT_SOCKET_SEND_BUFFER", "8192"),
     ])
     .await;
@@ -407,6 +407,10 @@ async fn a_stream_that_stops_reading_is_dropped_and_others_keep_up() {
     assert!(
         delivered < total,
         "the stalled stream got everything ({delivered})"
+    );
+    assert!(
+        text.contains(": closed slow_consumer_bytes"),
+        "the stalled stream was not told why"
     );
 }
 

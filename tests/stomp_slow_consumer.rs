@@ -1,5 +1,6 @@
-//! A subscriber that stops reading is dropped once its bounded queue overflows; the other
-//! subscribers of the same channel keep receiving every message, in commit order.
+//! A subscriber that stops reading is dropped once its queue passes the byte or the age limit,
+//! and is told why (close code 1013 and a reason); the other subscribers of the same channel
+//! keep receiving every message, in commit order.
 
 mod common;
 #[path = "common/stomp.rs"]
@@ -14,12 +15,30 @@ const FAST: usize = 100;
 const MESSAGES: usize = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_subscriber_is_dropped_while_others_get_everything_in_order() {
+async fn slow_subscriber_over_the_byte_limit_is_dropped_while_others_get_everything() {
     let server = TestServer::start_with(&[
-        ("DISCODEIT_OUTBOUND_QUEUE", "64"),
+        ("DISCODEIT_QUEUE_MAX_BYTES", "32768"),
         ("DISCODEIT_SOCKET_SEND_BUFFER", "16384"),
     ])
     .await;
+    storm(&server, "more than 32768 bytes queued").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscriber_over_the_age_limit_is_dropped_while_others_get_everything() {
+    let server = TestServer::start_with(&[
+        ("DISCODEIT_QUEUE_MAX_AGE_MS", "3000"),
+        ("DISCODEIT_SOCKET_SEND_BUFFER", "16384"),
+    ])
+    .await;
+    // Everything fits the default byte limit; the age limit ends it (on a later push, or
+    // the hub's sweep of stuck queues once the sender is done).
+    storm(&server, "waited more than 3000 ms").await;
+}
+
+/// 100 healthy subscribers and one that never reads; every SEND in flight at once. The slow
+/// one must be closed with 1013 and a reason containing `reason`.
+async fn storm(server: &TestServer, reason: &str) {
     let mut admin = server.client();
     admin.login(common::ADMIN, ADMIN_PASSWORD).await;
     let channel = admin.create_public_channel("busy").await["id"]
@@ -65,27 +84,34 @@ async fn slow_subscriber_is_dropped_while_others_get_everything_in_order() {
         }));
     }
 
-    // One sender, every SEND in flight at once; only the last asks for a receipt.
+    // One sender; only the last SEND asks for a receipt.
     let mut sender = StompClient::connected(&server.base, Kind::Raw, &token).await;
     let padding = "x".repeat(1000);
-    let mut batch = Vec::new();
-    for i in 0..MESSAGES {
-        let body =
-            serde_json::json!({"content": format!("m{i:07}{padding}"), "channelId": channel});
-        let mut frame = Frame::new(Command::Send)
-            .with_header("destination", "/pub/messages")
-            .body(serde_json::to_vec(&body).unwrap());
-        if i + 1 == MESSAGES {
-            frame = frame.with_header("receipt", "last");
+    let (bursts, per_burst) = (1, MESSAGES);
+    for b in 0..bursts {
+        let mut batch = Vec::new();
+        for i in b * per_burst..(b + 1) * per_burst {
+            let body =
+                serde_json::json!({"content": format!("m{i:07}{padding}"), "channelId": channel});
+            let mut frame = Frame::new(Command::Send)
+                .with_header("destination", "/pub/messages")
+                .body(serde_json::to_vec(&body).unwrap());
+            if i + 1 == (b + 1) * per_burst {
+                frame = frame.with_header("receipt", format!("r{b}"));
+            }
+            batch.extend_from_slice(&discodeit::proto::stomp::encode_to_bytes(&frame));
         }
-        batch.extend_from_slice(&discodeit::proto::stomp::encode_to_bytes(&frame));
+        sender.send_raw(&batch).await;
+        let receipt = sender
+            .next_frame(Duration::from_secs(120))
+            .await
+            .expect("receipt");
+        assert_eq!(
+            receipt.header("receipt-id"),
+            Some(format!("r{b}").as_str()),
+            "{receipt:?}"
+        );
     }
-    sender.send_raw(&batch).await;
-    let receipt = sender
-        .next_frame(Duration::from_secs(120))
-        .await
-        .expect("receipt");
-    assert_eq!(receipt.header("receipt-id"), Some("last"), "{receipt:?}");
 
     let expected: Vec<String> = (0..MESSAGES).map(|i| format!("m{i:07}")).collect();
     for r in readers {
@@ -105,7 +131,13 @@ async fn slow_subscriber_is_dropped_while_others_get_everything_in_order() {
     }
     assert!(got.len() < MESSAGES, "the slow subscriber was not dropped");
     assert_eq!(got, expected[..got.len()]);
-    assert!(matches!(slow.end(WAIT).await, End::Closed(_)));
+    assert!(
+        matches!(slow.end(WAIT).await, End::Closed(Some(1013))),
+        "the slow subscriber was not told why: {:?}",
+        slow.close_text
+    );
+    let text = slow.close_text.clone().unwrap_or_default();
+    assert!(text.contains(reason), "close reason {text:?}");
 
     // Nothing else was disturbed: the server still serves new subscribers.
     let mut late = StompClient::connected(&server.base, Kind::Raw, &token).await;

@@ -66,7 +66,10 @@ impl Throttled {
             Some(t) if now.duration_since(t) < self.period => self.suppressed += 1,
             _ => {
                 if self.suppressed > 0 {
-                    tracing::warn!("{what} (and {} more since the last warning)", self.suppressed);
+                    tracing::warn!(
+                        "{what} (and {} more since the last warning)",
+                        self.suppressed
+                    );
                 } else {
                     tracing::warn!("{what}");
                 }

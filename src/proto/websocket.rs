@@ -470,17 +470,20 @@ mod tests {
     #[test]
     fn refusals() {
         let cases: Vec<(Vec<u8>, u16)> = vec![
-            (vec![0x81, 0x01, b'a'], 1002),                  // unmasked
-            (vec![0xC1, 0x80, 0, 0, 0, 0], 1002),            // RSV1
-            (vec![0x83, 0x80, 0, 0, 0, 0], 1002),            // opcode 3
-            (client_frame(false, 9, b""), 1002),             // fragmented ping
-            (client_frame(true, 9, &[0; 126]), 1002),        // long ping
-            (client_frame(true, 0, b"x"), 1002),             // lone continuation
-            (client_frame(true, 1, &[0xff, 0xfe]), 1007),    // bad UTF-8
-            (client_frame(true, 8, &[0x03]), 1002),          // 1-byte close
-            (client_frame(true, 8, &[0x03, 0xED]), 1002),    // close code 1005
-            (client_frame(true, 2, &[0; 2000]), 1009),       // too big
-            ([client_frame(false, 1, b"a"), client_frame(true, 1, b"b")].concat(), 1002),
+            (vec![0x81, 0x01, b'a'], 1002),               // unmasked
+            (vec![0xC1, 0x80, 0, 0, 0, 0], 1002),         // RSV1
+            (vec![0x83, 0x80, 0, 0, 0, 0], 1002),         // opcode 3
+            (client_frame(false, 9, b""), 1002),          // fragmented ping
+            (client_frame(true, 9, &[0; 126]), 1002),     // long ping
+            (client_frame(true, 0, b"x"), 1002),          // lone continuation
+            (client_frame(true, 1, &[0xff, 0xfe]), 1007), // bad UTF-8
+            (client_frame(true, 8, &[0x03]), 1002),       // 1-byte close
+            (client_frame(true, 8, &[0x03, 0xED]), 1002), // close code 1005
+            (client_frame(true, 2, &[0; 2000]), 1009),    // too big
+            (
+                [client_frame(false, 1, b"a"), client_frame(true, 1, b"b")].concat(),
+                1002,
+            ),
         ];
         for (wire, code) in cases {
             let mut d = Decoder::new(1000);
@@ -509,10 +512,7 @@ mod tests {
         ]
         .concat();
         let mut d = Decoder::new(1000);
-        assert_eq!(
-            decode_all(&mut d, &wire).unwrap_err().close_code(),
-            1009
-        );
+        assert_eq!(decode_all(&mut d, &wire).unwrap_err().close_code(), 1009);
     }
 
     #[test]

@@ -36,9 +36,15 @@ pub enum DestinationError {
     /// Not a destination at all (characters, length).
     Invalid { destination: String, why: String },
     /// Well-formed but unknown (`/topic/x`, `/pub/x`).
-    Unknown { destination: String, hint: &'static str },
+    Unknown {
+        destination: String,
+        hint: &'static str,
+    },
     /// A channel destination the caller may not subscribe to.
-    Denied { destination: String, why: &'static str },
+    Denied {
+        destination: String,
+        why: &'static str,
+    },
     /// A server-written destination the client tried to SEND to.
     ServerOnly { destination: String },
     /// The SEND body is not acceptable.
@@ -240,8 +246,8 @@ impl Services {
         if body.len() > max_body {
             return Err(refuse(format!("the body is larger than {max_body} bytes")));
         }
-        let text = std::str::from_utf8(body)
-            .map_err(|_| refuse("the body must be UTF-8 text".into()))?;
+        let text =
+            std::str::from_utf8(body).map_err(|_| refuse("the body must be UTF-8 text".into()))?;
         if text.contains('\0') {
             return Err(refuse("the body must not contain NUL characters".into()));
         }
@@ -276,7 +282,14 @@ mod tests {
             Destination::parse("/sub/bench-1/x.y").unwrap(),
             Destination::Broker("/sub/bench-1/x.y".into())
         );
-        for bad in ["/sub/a\0b", "/sub/a b", "/sub/\u{7f}", "/sub//x", "/sub/", "/sub/é"] {
+        for bad in [
+            "/sub/a\0b",
+            "/sub/a b",
+            "/sub/\u{7f}",
+            "/sub//x",
+            "/sub/",
+            "/sub/é",
+        ] {
             assert!(
                 matches!(
                     Destination::parse(bad),

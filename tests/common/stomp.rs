@@ -65,6 +65,8 @@ pub struct StompClient {
     decoder: Decoder,
     buf: BytesMut,
     frames: VecDeque<Frame>,
+    /// The close reason text (WebSocket close frame or SockJS `c[...]`), once closed.
+    pub close_text: Option<String>,
     /// Heart-beat EOLs received.
     pub heartbeats: usize,
     /// The subprotocol the server chose (raw WebSocket).
@@ -176,6 +178,7 @@ impl StompClient {
             }),
             buf: BytesMut::new(),
             frames: VecDeque::new(),
+            close_text: None,
             heartbeats: 0,
             protocol: None,
             closed: None,
@@ -387,6 +390,7 @@ impl StompClient {
                 Ok(Some(Ok(Message::Text(t)))) => Some(t.as_bytes().to_vec()),
                 Ok(Some(Ok(Message::Binary(b)))) => Some(b.to_vec()),
                 Ok(Some(Ok(Message::Close(c)))) => {
+                    self.close_text = c.as_ref().map(|c| c.reason.to_string());
                     self.closed = Some(End::Closed(c.map(|c| u16::from(c.code))));
                     None
                 }
@@ -429,6 +433,7 @@ impl StompClient {
             }
             Some(b'c') => {
                 let v: Value = serde_json::from_str(&frame[1..]).expect("c[...] frame");
+                self.close_text = v[1].as_str().map(str::to_string);
                 self.closed = Some(End::Closed(v[0].as_u64().map(|c| c as u16)));
                 None
             }

@@ -10,7 +10,9 @@ pub mod session;
 pub mod takeover;
 pub mod writer;
 
-pub use queue::{encode, json_escaped, CloseKind, CloseReason, Encoding, Item, Outbound, QueueLimits};
+pub use queue::{
+    encode, json_escaped, CloseKind, CloseReason, Encoding, Item, Outbound, QueueLimits,
+};
 pub use session::{Session, SessionFactory};
 pub use takeover::{placeholder, Handoff, HttpIo, Takeover};
 pub use writer::{Framing, Progress, Writer};

@@ -150,7 +150,11 @@ impl Writer {
     /// Drops everything not yet started (slow-consumer close); a partly written frame stays
     /// so the stream remains well-formed. Returns the dropped message bytes.
     pub fn discard_unstarted(&mut self) -> usize {
-        let keep = if self.offset > 0 { self.started.max(1) } else { 0 };
+        let keep = if self.offset > 0 {
+            self.started.max(1)
+        } else {
+            0
+        };
         let mut dropped = 0;
         while self.pending.len() > keep {
             match self.pending.pop_back() {
@@ -240,7 +244,11 @@ impl Writer {
 
     /// Chooses the groups for one system call within the iovec and byte budgets; formats
     /// their headers. Returns the number of groups and their total framed bytes.
-    fn plan(&self, hdrs: &mut [[u8; HDR]; MAX_GROUPS], groups: &mut [Group; MAX_GROUPS]) -> (usize, usize) {
+    fn plan(
+        &self,
+        hdrs: &mut [[u8; HDR]; MAX_GROUPS],
+        groups: &mut [Group; MAX_GROUPS],
+    ) -> (usize, usize) {
         let mut iov_left = MAX_IOV;
         let mut bytes = 0usize;
         let mut n = 0;
@@ -637,8 +645,8 @@ mod tests {
                 }
                 Framing::Chunked => {
                     let pos = b.windows(2).position(|w| w == b"\r\n").unwrap();
-                    let len = usize::from_str_radix(std::str::from_utf8(&b[..pos]).unwrap(), 16)
-                        .unwrap();
+                    let len =
+                        usize::from_str_radix(std::str::from_utf8(&b[..pos]).unwrap(), 16).unwrap();
                     out.extend_from_slice(&b[pos + 2..pos + 2 + len]);
                     b = &b[pos + 4 + len..];
                 }

@@ -22,7 +22,7 @@ use tokio::time::{sleep, Sleep};
 use crate::net::conn::{CloseKind, CloseReason, Framing, Item, Outbound, Writer};
 
 /// How long a closing stream may take to flush its last bytes.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Loop turns before the task yields to others even if it could go on.
 const MAX_TURNS: usize = 64;
 

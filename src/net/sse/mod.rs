@@ -221,9 +221,9 @@ impl SseHub {
         for shard in self.shards.all() {
             let mut map = lock(shard);
             for entry in map.values_mut() {
-                entry.streams.retain(|s| {
-                    !s.out.check_age(now) && s.out.push(Item::new(ping.clone(), now))
-                });
+                entry
+                    .streams
+                    .retain(|s| !s.out.check_age(now) && s.out.push(Item::new(ping.clone(), now)));
                 if let Some(h) = entry.history.as_mut() {
                     h.trim(self.max_events, self.max_age);
                 }
@@ -267,7 +267,9 @@ impl SseHub {
         request_id: &str,
     ) -> ApiResult<Resp> {
         let Some(takeover) = takeover else {
-            return Err(ApiError::service_unavailable("SSE needs its own connection"));
+            return Err(ApiError::service_unavailable(
+                "SSE needs its own connection",
+            ));
         };
         {
             let mut map = self.shards.lock(&who.user_id);

@@ -60,7 +60,10 @@ impl std::fmt::Display for HubError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HubError::DestinationFull { limit } => {
-                write!(f, "too many subscribers to this destination: limit is {limit}")
+                write!(
+                    f,
+                    "too many subscribers to this destination: limit is {limit}"
+                )
             }
             HubError::TooManySessions { limit } => {
                 write!(f, "too many STOMP sessions for this user: limit is {limit}")
@@ -121,6 +124,12 @@ impl Hub {
     pub fn on_event(&self, event: &Event) {
         match event {
             Event::MessageCreated { message } => self.broadcast_message(message),
+            Event::MessageUpdated { .. } | Event::MessageDeleted { .. } => {
+                if let Some((channel_id, body)) = event.message_event() {
+                    let id = format!("e-{}", self.next_message.fetch_add(1, Ordering::Relaxed));
+                    self.broadcast_message_event(channel_id, &id, &body);
+                }
+            }
             Event::BrokerMessage { destination, body } => {
                 let id = format!("b-{}", self.next_message.fetch_add(1, Ordering::Relaxed));
                 self.publish(
@@ -469,7 +478,8 @@ mod tests {
         let hub = Hub::new(10_000, 10);
         let (c, out) = conn(&hub, Encoding::Raw, 512 * 1024);
         for i in 0..1000 {
-            hub.subscribe("/sub/big", c, &format!("s{i}"), &out).unwrap();
+            hub.subscribe("/sub/big", c, &format!("s{i}"), &out)
+                .unwrap();
         }
         let body = Bytes::from(vec![b'y'; 60_000]);
         hub.publish("/sub/big", "1", "text/plain", body.clone());

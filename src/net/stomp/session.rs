@@ -253,9 +253,7 @@ impl StompSession {
             }
             // Every subscription is auto-acknowledged; ACK/NACK change nothing.
             ClientCommand::Ack => self.receipt(receipt),
-            ClientCommand::Transaction(_) => {
-                self.refuse(receipt, "transactions are not supported")
-            }
+            ClientCommand::Transaction(_) => self.refuse(receipt, "transactions are not supported"),
             ClientCommand::Connect { .. } => {}
         }
     }
@@ -287,8 +285,7 @@ impl StompSession {
                 .split(',')
                 .any(|v| matches!(v.trim(), "1.2" | "1.1" | "1.0"))
             {
-                let why =
-                    format!("unsupported STOMP version {versions:?}: this server speaks 1.2");
+                let why = format!("unsupported STOMP version {versions:?}: this server speaks 1.2");
                 return self.refuse(receipt, &why);
             }
         }
@@ -335,7 +332,9 @@ impl StompSession {
     ) {
         let principal = match result {
             Ok(p) => p,
-            Err(reason) => return self.refuse(receipt.as_deref(), &format!("Unauthorized: {reason}")),
+            Err(reason) => {
+                return self.refuse(receipt.as_deref(), &format!("Unauthorized: {reason}"))
+            }
         };
         if principal.require(Role::User).is_err() {
             return self.refuse(receipt.as_deref(), "Forbidden: role USER required");
@@ -412,7 +411,10 @@ impl StompSession {
 
     fn subscribe(&mut self, receipt: Option<&str>, id: String, destination: String) {
         if self.subscriptions.iter().any(|s| *s.id == *id) {
-            return self.refuse(receipt, &format!("subscription id '{id}' is already in use"));
+            return self.refuse(
+                receipt,
+                &format!("subscription id '{id}' is already in use"),
+            );
         }
         let limits = self.ctx.limits;
         if self.subscriptions.len() >= limits.max_subscriptions {

@@ -31,7 +31,7 @@ use crate::proto::sockjs;
 use crate::proto::websocket::{self as ws, Event, OpCode};
 
 /// How long a closing connection may take to flush and hear the client's close reply.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Control frames (pongs) a client may make us queue while it does not read.
 const MAX_CONTROL_BACKLOG: usize = 64 * 1024;
 /// Loop turns before the task yields to others even if it could go on.
@@ -82,9 +82,7 @@ enum Input {
 impl Input {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, (u16, String)> {
         match self {
-            Input::Rfc6455(d) => d
-                .decode(buf)
-                .map_err(|e| (e.close_code(), e.to_string())),
+            Input::Rfc6455(d) => d.decode(buf).map_err(|e| (e.close_code(), e.to_string())),
             Input::Hixie76(d) => match d.decode(buf) {
                 Ok(Some(hixie76::Frame::Text(t))) => Ok(Some(Event::Text(Bytes::from(t)))),
                 Ok(Some(hixie76::Frame::Close)) => Ok(Some(Event::Close(None))),
@@ -105,7 +103,11 @@ impl Input {
     fn close_frame(&self, code: u16, text: &str) -> Bytes {
         match self {
             Input::Rfc6455(_) => {
-                let code = if ws::valid_close_code(code) { code } else { 1000 };
+                let code = if ws::valid_close_code(code) {
+                    code
+                } else {
+                    1000
+                };
                 ws::close_frame(code, text)
             }
             Input::Hixie76(_) => Bytes::from_static(&hixie76::CLOSE_FRAME),
@@ -433,9 +435,7 @@ impl Driver {
         if idle + Duration::from_millis(50) >= period && self.closing.is_none() {
             let h = self.decoder.text_frame(sockjs::HEARTBEAT);
             self.writer.push_raw(h);
-            timer
-                .as_mut()
-                .reset(tokio::time::Instant::now() + period);
+            timer.as_mut().reset(tokio::time::Instant::now() + period);
         } else {
             timer
                 .as_mut()

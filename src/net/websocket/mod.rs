@@ -30,7 +30,9 @@ const KEY3_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Wire {
     Rfc6455,
     /// Hixie-76: the challenge answer opens the stream.
-    Hixie76 { challenge: Bytes },
+    Hixie76 {
+        challenge: Bytes,
+    },
 }
 
 /// WebSocket versions whose framing is RFC 6455's (hybi-07, hybi-08, RFC 6455).
@@ -123,7 +125,9 @@ where
     };
     let accept = accept_key(key.as_bytes());
     let protocol = choose_protocol(&req, protocols);
-    takeover.after_response(Box::new(move |stream, early| run(stream, early, Wire::Rfc6455)));
+    takeover.after_response(Box::new(move |stream, early| {
+        run(stream, early, Wire::Rfc6455)
+    }));
 
     let mut r = response::status_only(StatusCode::SWITCHING_PROTOCOLS);
     let h = r.headers_mut();
@@ -179,10 +183,7 @@ where
             let have = early.len().min(KEY3_LEN);
             key3[..have].copy_from_slice(&early[..have]);
             if have < KEY3_LEN {
-                let read = tokio::time::timeout(
-                    KEY3_TIMEOUT,
-                    stream.read_exact(&mut key3[have..]),
-                );
+                let read = tokio::time::timeout(KEY3_TIMEOUT, stream.read_exact(&mut key3[have..]));
                 if !matches!(read.await, Ok(Ok(_))) {
                     return;
                 }

@@ -217,8 +217,9 @@ impl Registry {
                 keep
             });
             for s in gone {
-                s.out
-                    .close(CloseReason::timeout("Session timed out: no receiving request"));
+                s.out.close(CloseReason::timeout(
+                    "Session timed out: no receiving request",
+                ));
             }
         }
     }

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use super::session::{Attach, Attached, Delivery};
 use super::{batch_frame, Inner};
-use crate::net::response::{self, Resp};
 use crate::net::conn::CloseReason;
+use crate::net::response::{self, Resp};
 use crate::proto::sockjs;
 
 /// What sockjs-node sends on every response that must not be cached; `no-transform` also
