@@ -220,6 +220,13 @@ pub fn install() -> &'static PrometheusHandle {
     })
 }
 
+/// Installs the recorder and registers every labelled series of the engine and the registry
+/// at zero, so dashboards and alerts see them before the first event.
+pub fn preregister() {
+    engine();
+    registry_handles();
+}
+
 /// The Prometheus text exposition of every metric.
 pub fn render() -> String {
     install().render()
@@ -410,7 +417,15 @@ static REGISTRY: OnceLock<[[Counter; 2]; RegistryOp::ALL.len()]> = OnceLock::new
 
 /// One JWT registry operation finished; `ok` false counts an error too.
 pub fn registry_op(op: RegistryOp, ok: bool) {
-    let handles = REGISTRY.get_or_init(|| {
+    let h = &registry_handles()[op as usize];
+    h[0].increment(1);
+    if !ok {
+        h[1].increment(1);
+    }
+}
+
+fn registry_handles() -> &'static [[Counter; 2]; RegistryOp::ALL.len()] {
+    REGISTRY.get_or_init(|| {
         install();
         std::array::from_fn(|i| {
             let l = RegistryOp::ALL[i].label();
@@ -419,12 +434,7 @@ pub fn registry_op(op: RegistryOp, ok: bool) {
                 metrics::counter!(names::REGISTRY_ERRORS, "operation" => l),
             ]
         })
-    });
-    let h = &handles[op as usize];
-    h[0].increment(1);
-    if !ok {
-        h[1].increment(1);
-    }
+    })
 }
 
 /// The PostgreSQL pool, sampled at scrape.

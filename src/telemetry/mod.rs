@@ -15,7 +15,7 @@ use crate::config::LogFormat;
 /// recorder. `RUST_LOG` filters (default `info`; `access=off` silences the access log).
 /// Colours only when stdout is a terminal, so files and log collectors get plain text.
 pub fn init(format: LogFormat) {
-    metrics::install();
+    metrics::preregister();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::stdout().is_terminal();
