@@ -171,6 +171,34 @@ pub mod names {
     pub const PROCESS_RSS: &str = "process_resident_memory_bytes";
     pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
     pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+
+    /// Every name above (histograms and summaries add `_bucket`, `_sum`, `_count`).
+    pub const ALL: &[&str] = &[
+        CONNECTIONS_OPENED,
+        CONNECTIONS_CLOSED,
+        CONNECTIONS_OPEN,
+        DELIVERIES,
+        DELIVERED_BYTES,
+        PUBLISH_TO_WRITE,
+        QUEUE_BYTES,
+        STOMP_SESSIONS,
+        STOMP_SUBSCRIPTIONS,
+        HTTP_REQUESTS,
+        DB_POOL_MAX,
+        DB_POOL_OPEN,
+        DB_POOL_IN_USE,
+        DB_POOL_WAITING,
+        OUTBOX_BACKLOG,
+        OUTBOX_LAG,
+        DEAD_LETTERS,
+        KAFKA_LAG,
+        REGISTRY_OPS,
+        REGISTRY_ERRORS,
+        READY,
+        PROCESS_RSS,
+        PROCESS_OPEN_FDS,
+        PROCESS_MAX_FDS,
+    ];
 }
 
 /// Histogram buckets (seconds) of the publish→write latency: sub-millisecond fan-out up to

@@ -69,7 +69,71 @@ pub struct Instance {
     pub name: String,
     pub base: String,
     pub port: u16,
+    /// The admin listener: `/actuator/prometheus` and the health probes.
+    pub admin_base: String,
     pub proc: Proc,
+}
+
+/// Variables the harness sets that compose.yaml's backend does not, and why.
+pub const HARNESS_ONLY_VARS: &[&str] = &[
+    // The environment is cleared first.
+    "PATH",
+    // Five instances share one local PostgreSQL (compose gives each the default pool).
+    "DATABASE_POOL_SIZE",
+    // Compose's instances are named by their container hostname.
+    "DISCODEIT_INSTANCE_ID",
+    // One broker and one Redis serve every test run: each cluster gets its own namespace.
+    "KAFKA_TOPIC_PREFIX",
+    "REDIS_KEY_PREFIX",
+];
+
+/// Where one instance of the harness runs: the local stand-ins of compose's services.
+pub struct BackendSite<'a> {
+    pub cluster_id: &'a str,
+    pub name: &'a str,
+    pub db_url: &'a str,
+    pub port: u16,
+    pub admin_port: u16,
+    pub storage: &'a Path,
+    /// `Some((kafka, redis))` for the multi-instance design; `None` runs each instance alone.
+    pub shared: Option<(&'a str, &'a str)>,
+}
+
+/// The environment of one instance: compose.yaml's backend environment, with local addresses
+/// (tests/deploy_runtime.rs checks that the names match compose's).
+pub fn backend_env(site: &BackendSite) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("DATABASE_URL", site.db_url.to_string()),
+        ("DATABASE_POOL_SIZE", "8".to_string()),
+        ("SECURITY_JWT_SECRET", SECRET.to_string()),
+        ("DISCODEIT_ADDR", format!("127.0.0.1:{}", site.port)),
+        (
+            "DISCODEIT_ADMIN_ADDR",
+            format!("127.0.0.1:{}", site.admin_port),
+        ),
+        ("DISCODEIT_STORAGE_DIR", site.storage.display().to_string()),
+        (
+            "DISCODEIT_INSTANCE_ID",
+            format!("{}-{}", site.cluster_id, site.name),
+        ),
+        ("DISCODEIT_ADMIN_USERNAME", ADMIN.to_string()),
+        ("DISCODEIT_ADMIN_EMAIL", "admin@discodeit.test".to_string()),
+        ("DISCODEIT_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string()),
+        (
+            "RUST_LOG",
+            std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        ),
+    ];
+    if let Some((kafka, redis)) = site.shared {
+        env.extend([
+            ("KAFKA_BOOTSTRAP_SERVERS", kafka.to_string()),
+            ("KAFKA_TOPIC_PREFIX", format!("dtest.{}.", site.cluster_id)),
+            ("REDIS_URL", redis.to_string()),
+            ("REDIS_KEY_PREFIX", format!("dtest:{}:", site.cluster_id)),
+        ]);
+    }
+    env
 }
 
 impl Instance {
@@ -192,37 +256,26 @@ impl Cluster {
         let mut instances = Vec::new();
         for name in ["a", "b", "c", "d", "e"].into_iter().take(count) {
             let port = free_port();
+            let admin_port = free_port();
             let storage = dir.join(format!("storage-{name}"));
+            let site = BackendSite {
+                cluster_id: &id,
+                name,
+                db_url: &db_url,
+                port,
+                admin_port,
+                storage: &storage,
+                shared: shared_state.then_some((kafka.as_str(), redis.as_str())),
+            };
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_discodeit"));
-            cmd.env_clear();
-            if shared_state {
-                cmd.env("KAFKA_BOOTSTRAP_SERVERS", &kafka)
-                    .env("KAFKA_TOPIC_PREFIX", format!("dtest.{id}."))
-                    .env("REDIS_URL", &redis)
-                    .env("REDIS_KEY_PREFIX", format!("dtest:{id}:"));
-            }
-            let proc = Proc::spawn(
-                cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
-                    .env("DATABASE_URL", &db_url)
-                    .env("DATABASE_POOL_SIZE", "8")
-                    .env("SECURITY_JWT_SECRET", SECRET)
-                    .env("DISCODEIT_ADDR", format!("127.0.0.1:{port}"))
-                    .env("DISCODEIT_STORAGE_DIR", &storage)
-                    .env("DISCODEIT_INSTANCE_ID", format!("{id}-{name}"))
-                    .env("DISCODEIT_ADMIN_USERNAME", ADMIN)
-                    .env("DISCODEIT_ADMIN_EMAIL", "admin@discodeit.test")
-                    .env("DISCODEIT_ADMIN_PASSWORD", ADMIN_PASSWORD)
-                    .env(
-                        "RUST_LOG",
-                        std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
-                    ),
-                &dir.join(format!("{name}.log")),
-            );
+            cmd.env_clear().envs(backend_env(&site));
+            let proc = Proc::spawn(&mut cmd, &dir.join(format!("{name}.log")));
             cluster_pids.push(proc.pid);
             instances.push(Instance {
                 name: name.to_string(),
                 base: format!("http://127.0.0.1:{port}"),
                 port,
+                admin_base: format!("http://127.0.0.1:{admin_port}"),
                 proc,
             });
             // The admin bootstrap of the first instance must not race the others': it is
