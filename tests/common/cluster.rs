@@ -87,6 +87,34 @@ pub const HARNESS_ONLY_VARS: &[&str] = &[
     "REDIS_KEY_PREFIX",
 ];
 
+/// nginx/nginx.conf (the image's main config) with its paths moved into `dir`: the same
+/// limits, log format and includes, runnable by a non-container nginx.
+pub fn nginx_main_conf(dir: &Path) -> String {
+    let conf = std::fs::read_to_string(repo().join("nginx/nginx.conf")).expect("nginx/nginx.conf");
+    let d = dir.display();
+    let conf: String = conf
+        .lines()
+        // The image's "nginx" user does not exist here.
+        .filter(|l| !l.trim_start().starts_with("user "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let conf = conf
+        .replace("/var/run/nginx.pid", &format!("{d}/nginx.pid"))
+        .replace("/var/log/nginx/", &format!("{d}/"))
+        .replace("/etc/nginx/conf.d/", &format!("{d}/conf.d/"))
+        .replacen(
+            "http {\n",
+            &format!(
+                "http {{\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
+                 fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    \
+                 scgi_temp_path {d}/scgi;\n"
+            ),
+            1,
+        );
+    // The image's entrypoint runs nginx in the foreground the same way.
+    format!("daemon off;\n{conf}")
+}
+
 /// Where one instance of the harness runs: the local stand-ins of compose's services.
 pub struct BackendSite<'a> {
     pub cluster_id: &'a str,
@@ -120,6 +148,7 @@ pub fn backend_env(site: &BackendSite) -> Vec<(&'static str, String)> {
         ("DISCODEIT_ADMIN_USERNAME", ADMIN.to_string()),
         ("DISCODEIT_ADMIN_EMAIL", "admin@discodeit.test".to_string()),
         ("DISCODEIT_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string()),
+        ("DISCODEIT_LOG_FORMAT", "json".to_string()),
         (
             "RUST_LOG",
             std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -365,18 +394,7 @@ impl Cluster {
         let ok = render.status().map(|s| s.success()).unwrap_or(false);
         assert!(ok, "nginx/render.sh failed");
         let d = dir.display();
-        std::fs::write(
-            dir.join("nginx.conf"),
-            format!(
-                "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-                 events {{ worker_connections 4096; }}\n\
-                 http {{\n  include /etc/nginx/mime.types;\n  default_type application/octet-stream;\n  \
-                 access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
-                 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-                 include {d}/conf.d/*.conf;\n}}\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(dir.join("nginx.conf"), nginx_main_conf(&dir)).unwrap();
         let proc = Proc::spawn(
             Command::new("nginx").args([
                 "-p",
