@@ -178,6 +178,13 @@ pub struct Nginx {
     pub proc: Proc,
 }
 
+impl Cluster {
+    /// The directory of the cluster's main nginx (its config and logs).
+    pub fn nginx_dir(&self) -> PathBuf {
+        self.dir.join(format!("nginx-{}", self.nginx.port))
+    }
+}
+
 /// The whole cluster.
 pub struct Cluster {
     pub dir: PathBuf,
