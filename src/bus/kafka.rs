@@ -11,10 +11,11 @@
 //! change) is delivered once.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
@@ -30,6 +31,39 @@ use crate::domain::{Audience, Event};
 
 /// How many recent outbox ids a consumer remembers to drop duplicates.
 const DEDUP_WINDOW: usize = 65_536;
+
+/// The consumer's context: turns librdkafka's periodic statistics into the per-topic lag gauge
+/// (records between the high watermark and this instance's position).
+pub struct LagStats;
+
+impl ClientContext for LagStats {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            let lag: i64 = t
+                .partitions
+                .values()
+                // Partition -1 is librdkafka's internal "unassigned" queue; -1 lags are unknown.
+                .filter(|p| p.partition >= 0)
+                .map(|p| {
+                    if p.consumer_lag_stored >= 0 {
+                        p.consumer_lag_stored
+                    } else {
+                        p.consumer_lag.max(0)
+                    }
+                })
+                .sum();
+            crate::telemetry::metrics::record_kafka_lag(topic, lag.max(0) as u64);
+        }
+    }
+}
+
+impl ConsumerContext for LagStats {}
+
+/// This instance's consumer.
+type EventConsumer = StreamConsumer<LagStats>;
+
+/// How often librdkafka reports statistics (and so the lag gauge moves).
+const STATS_INTERVAL_MS: &str = "5000";
 
 /// An event family: one topic each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,7 +264,7 @@ pub fn start_consumer(
     ready: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let group = format!("discodeit-{}", config.instance_id);
-    let consumer: StreamConsumer = base_config(&config, &servers)
+    let consumer: EventConsumer = base_config(&config, &servers)
         .set("group.id", &group)
         // Static membership: after a lost session (e.g. the broker paused) the instance
         // rejoins as itself instead of waiting for its old member to expire.
@@ -249,7 +283,8 @@ pub fn start_consumer(
         // Bounds the wait of an idle fetch: the broker answers as soon as data arrives or
         // after this long, whichever is first.
         .set("fetch.wait.max.ms", "50")
-        .create()
+        .set("statistics.interval.ms", STATS_INTERVAL_MS)
+        .create_with_context(LagStats)
         .map_err(|e| format!("kafka consumer: {e}"))?;
     let consumer = Arc::new(consumer);
     tokio::spawn(async move {
@@ -275,7 +310,7 @@ pub fn start_consumer(
 }
 
 /// Delivers consumed events locally, dropping duplicates by outbox id.
-async fn consume(consumer: &StreamConsumer, bus: &EventBus) {
+async fn consume(consumer: &EventConsumer, bus: &EventBus) {
     let mut seen: HashSet<i64> = HashSet::with_capacity(DEDUP_WINDOW);
     let mut order: VecDeque<i64> = VecDeque::with_capacity(DEDUP_WINDOW);
     loop {
@@ -313,7 +348,7 @@ async fn consume(consumer: &StreamConsumer, bus: &EventBus) {
 /// Tracks the assignment: ready while every partition is assigned. On a new assignment,
 /// partitions without a committed offset get the current end committed, so a later rebalance
 /// resumes there instead of jumping to "latest" past events published in between.
-async fn watch_assignment(consumer: Arc<StreamConsumer>, expected: usize, ready: Arc<AtomicBool>) {
+async fn watch_assignment(consumer: Arc<EventConsumer>, expected: usize, ready: Arc<AtomicBool>) {
     let mut initialized = false;
     loop {
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
@@ -337,7 +372,7 @@ async fn watch_assignment(consumer: Arc<StreamConsumer>, expected: usize, ready:
     }
 }
 
-fn commit_missing_offsets(consumer: &StreamConsumer) -> Result<(), String> {
+fn commit_missing_offsets(consumer: &EventConsumer) -> Result<(), String> {
     let timeout = Duration::from_secs(5);
     let committed = consumer.committed(timeout).map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
