@@ -162,6 +162,8 @@ async fn main() {
         Err(_) => println!("SockJS test server on http://{host}:{port}"),
     }
     let endpoints = Arc::new(Endpoints::new());
+    // Never drains: the test server runs until it is killed.
+    let (_drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let settings = HttpSettings {
         header_timeout: Duration::from_secs(30),
         send_buffer: None,
@@ -171,12 +173,13 @@ async fn main() {
             continue;
         };
         let endpoints = endpoints.clone();
+        let drain = drain_rx.clone();
         tokio::spawn(async move {
             let handler = move |req| {
                 let endpoints = endpoints.clone();
                 async move { endpoints.handle(req).await }
             };
-            if let Some(next) = serve_connection(stream, settings, handler).await {
+            if let Some(next) = serve_connection(stream, settings, drain, handler).await {
                 tokio::spawn(next);
             }
         });

@@ -99,6 +99,10 @@ pub const KNOWN_VARS: &[Var] = &[
         "time to send a request head; also the keep-alive idle timeout [30]",
     ),
     v(
+        "DISCODEIT_SHUTDOWN_TIMEOUT_SECONDS",
+        "on SIGTERM/SIGINT: how long to drain connections before exiting [25]",
+    ),
+    v(
         "DISCODEIT_MAX_SSE_STREAMS_PER_USER",
         "SSE streams one user may hold [256]",
     ),
@@ -231,6 +235,7 @@ pub struct Config {
     pub queue_max_age: Duration,
     pub max_connections: Option<usize>,
     pub http_header_timeout: Duration,
+    pub shutdown_timeout: Duration,
     pub max_sse_streams_per_user: usize,
     pub max_stomp_sessions_per_user: usize,
     pub stomp_max_subscriptions: usize,
@@ -374,6 +379,9 @@ impl Config {
             },
             http_header_timeout: Duration::from_secs(
                 parse_num("DISCODEIT_HTTP_HEADER_TIMEOUT_SECONDS", 30)?.max(1),
+            ),
+            shutdown_timeout: Duration::from_secs(
+                parse_num("DISCODEIT_SHUTDOWN_TIMEOUT_SECONDS", 25)?.max(1),
             ),
             max_sse_streams_per_user: parse_num("DISCODEIT_MAX_SSE_STREAMS_PER_USER", 256)?.max(1)
                 as usize,

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
-use super::conn::Takeover;
+use super::conn::{CloseReason, Takeover};
 use super::{router, App, Resp};
 
 /// Descriptors kept free for the database pool, Redis, Kafka, files and the 503 answers.
@@ -80,7 +80,12 @@ impl Throttled {
     }
 }
 
-/// Accepts connections until `shutdown` resolves.
+/// Accepts connections until `shutdown` resolves, then drains: readiness goes DOWN, the
+/// listener closes (nginx moves new requests to other instances), realtime connections are
+/// closed with "going away" reasons their clients reconnect on (replaying what they missed
+/// from `Last-Event-ID` or a page refetch), in-flight REST requests finish while idle
+/// keep-alive connections close, and the function returns once every connection is gone or
+/// the drain limit has passed.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
@@ -97,6 +102,7 @@ pub async fn serve(
         send_buffer: config.socket_send_buffer,
     };
     let permits = Arc::new(Semaphore::new(capacity));
+    let (drain_tx, drain_rx) = watch::channel(false);
     let mut accept_errors = Throttled {
         period: Duration::from_secs(10),
         last: None,
@@ -129,9 +135,10 @@ pub async fn serve(
             continue;
         };
         let app = app.clone();
+        let drain = drain_rx.clone();
         tokio::spawn(async move {
             let handler = move |req| router::handle(app.clone(), req, remote);
-            if let Some(next) = serve_connection(stream, settings, handler).await {
+            if let Some(next) = serve_connection(stream, settings, drain, handler).await {
                 tokio::spawn(async move {
                     next.await;
                     drop(permit);
@@ -139,13 +146,48 @@ pub async fn serve(
             }
         });
     }
+    drain(&app, listener, drain_tx, permits, capacity).await;
+}
+
+/// Stops accepting, closes realtime connections and waits (bounded) for every connection.
+async fn drain(
+    app: &App,
+    listener: TcpListener,
+    drain_tx: watch::Sender<bool>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+) {
+    let started = Instant::now();
+    app.refuse_traffic();
+    drop(listener);
+    let limit = app.config.shutdown_timeout;
+    tracing::info!(
+        "draining: not accepting connections; closing realtime connections, finishing requests (up to {} s)",
+        limit.as_secs()
+    );
+    let _ = drain_tx.send(true);
+    app.sse.close_all(CloseReason::shutdown());
+    if let Some(ws) = &app.ws {
+        ws.close_all(CloseReason::shutdown());
+    }
+    let all = u32::try_from(capacity).unwrap_or(u32::MAX);
+    match tokio::time::timeout(limit, permits.acquire_many(all)).await {
+        Ok(_) => tracing::info!("drained in {} ms", started.elapsed().as_millis()),
+        Err(_) => tracing::warn!(
+            "drain limit of {} s reached with {} connections open; exiting",
+            limit.as_secs(),
+            capacity.saturating_sub(permits.available_permits())
+        ),
+    }
 }
 
 /// Serves one connection with hyper and `handle`; returns the realtime driver to run when a
-/// handler took the connection over (spawn it: this task's memory then goes away).
+/// handler took the connection over (spawn it: this task's memory then goes away). When
+/// `drain` turns true, hyper finishes the request in flight and closes the connection.
 pub async fn serve_connection<F, Fut>(
     stream: TcpStream,
     settings: HttpSettings,
+    mut drain: watch::Receiver<bool>,
     handle: F,
 ) -> Option<BoxFuture<'static, ()>>
 where
@@ -172,7 +214,23 @@ where
         .header_read_timeout(settings.header_timeout)
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), svc);
-    let result = poll_fn(|cx| conn.poll_without_shutdown(cx)).await;
+    let result = {
+        let mut shutting_down = *drain.borrow();
+        if shutting_down {
+            Pin::new(&mut conn).graceful_shutdown();
+        }
+        loop {
+            tokio::select! {
+                r = poll_fn(|cx| conn.poll_without_shutdown(cx)) => break r,
+                changed = drain.changed(), if !shutting_down => {
+                    shutting_down = true;
+                    if changed.is_ok() && *drain.borrow() {
+                        Pin::new(&mut conn).graceful_shutdown();
+                    }
+                }
+            }
+        }
+    };
     let parts = conn.into_parts();
     let mut stream = parts.io.into_inner().into_inner();
     match (result, takeover.take()) {

@@ -5,6 +5,7 @@
 //! - [`clock`]: the cheap millisecond clock queue ages use.
 
 pub mod clock;
+pub mod observe;
 pub mod queue;
 pub mod session;
 pub mod takeover;

@@ -70,6 +70,8 @@ pub struct Progress {
     pub message_bytes: usize,
     /// Bytes that reached the socket, framing included.
     pub wire_bytes: usize,
+    /// Publish time of the oldest message fully written (for publish→write latency).
+    pub oldest_at_ms: Option<u64>,
     /// The socket would block: wait for writability.
     pub blocked: bool,
 }
@@ -176,6 +178,7 @@ impl Writer {
                     total.messages += p.messages;
                     total.message_bytes += p.message_bytes;
                     total.wire_bytes += p.wire_bytes;
+                    total.oldest_at_ms = total.oldest_at_ms.or(p.oldest_at_ms);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     total.blocked = true;
@@ -410,6 +413,7 @@ impl Writer {
                     Some(Pending::Message(i)) => {
                         p.messages += 1;
                         p.message_bytes += i.len();
+                        p.oldest_at_ms = p.oldest_at_ms.or(Some(i.at_ms));
                     }
                     Some(Pending::Raw(b)) => self.raw_bytes -= b.len(),
                     None => {}

@@ -19,7 +19,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Sleep};
 
-use crate::net::conn::{CloseKind, CloseReason, Framing, Item, Outbound, Writer};
+use crate::net::conn::{observe, CloseKind, CloseReason, Framing, Item, Outbound, Writer};
+use crate::telemetry::metrics::Transport;
 
 /// How long a closing stream may take to flush its last bytes.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,6 +56,7 @@ fn trailer(reason: &CloseReason) -> Bytes {
 
 /// Runs one stream to its end; returns why it ended.
 pub async fn run(stream: TcpStream, head: Bytes, out: Arc<Outbound>) -> CloseReason {
+    observe::opened(Transport::Sse);
     let mut writer = Writer::new(Framing::Chunked);
     writer.push_raw(head);
     let mut d = Driver {
@@ -72,6 +74,7 @@ pub async fn run(stream: TcpStream, head: Bytes, out: Arc<Outbound>) -> CloseRea
         .reason
         .unwrap_or_else(|| CloseReason::new(CloseKind::Client, 1006, "connection closed"));
     d.out.close(reason.clone());
+    observe::closed(Transport::Sse, &reason);
     reason
 }
 
@@ -179,6 +182,7 @@ impl Driver {
                     if p.message_bytes > 0 {
                         self.out.written(p.message_bytes, self.writer.oldest_ms());
                     }
+                    observe::wrote(Transport::Sse, &p);
                     p.wire_bytes > 0
                 }
                 Err(e) => {

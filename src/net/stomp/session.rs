@@ -32,6 +32,7 @@ use crate::security::Principal;
 use crate::service::destinations::{Destination, DestinationError};
 use crate::service::messages::MessageCreateRequest;
 use crate::service::Services;
+use crate::telemetry::metrics;
 
 /// The server's heart-beat offer: it can send and wants to receive every 10 s (Spring's
 /// default); the client's wishes are combined with it as STOMP 1.2 says.
@@ -138,6 +139,8 @@ pub struct StompSession {
     disconnect: Option<Option<String>>,
     bucket: Bucket,
     closed: bool,
+    /// CONNECTED was sent (counted in the session gauge).
+    connected: bool,
 }
 
 impl StompSession {
@@ -160,6 +163,7 @@ impl StompSession {
             sends: FuturesOrdered::new(),
             disconnect: None,
             closed: false,
+            connected: false,
         }
     }
 
@@ -243,6 +247,7 @@ impl StompSession {
                 if let Some(i) = self.subscriptions.iter().position(|s| *s.id == *id) {
                     let s = self.subscriptions.swap_remove(i);
                     self.ctx.hub.unsubscribe(&s.destination, self.conn, &s.id);
+                    metrics::stomp_subscriptions(-1);
                 }
                 self.receipt(receipt);
             }
@@ -398,6 +403,8 @@ impl StompSession {
             principal.username
         );
         self.timer = None;
+        self.connected = true;
+        metrics::stomp_sessions(1);
         if send_ms > 0 || expect_ms > 0 {
             let hb = HeartBeat {
                 send_every_ms: u64::from(send_ms),
@@ -481,6 +488,7 @@ impl StompSession {
             id: Arc::from(id.as_str()),
             destination: Arc::from(destination.as_str()),
         });
+        metrics::stomp_subscriptions(1);
         self.receipt(receipt.as_deref());
     }
 
@@ -672,8 +680,12 @@ impl Session for StompSession {
 
     fn on_close(&mut self, _reason: &CloseReason) {
         let hub = &self.ctx.hub;
+        metrics::stomp_subscriptions(-(self.subscriptions.len() as i64));
         for s in self.subscriptions.drain(..) {
             hub.unsubscribe(&s.destination, self.conn, &s.id);
+        }
+        if std::mem::take(&mut self.connected) {
+            metrics::stomp_sessions(-1);
         }
         if let Some(p) = &self.principal {
             hub.unregister(self.conn, p.user_id);

@@ -25,10 +25,11 @@ use tokio::time::{sleep, Sleep};
 
 use super::Wire;
 use crate::net::conn::clock::now_ms;
-use crate::net::conn::{CloseKind, CloseReason, Framing, Item, Outbound, Session, Writer};
+use crate::net::conn::{observe, CloseKind, CloseReason, Framing, Item, Outbound, Session, Writer};
 use crate::proto::hixie76;
 use crate::proto::sockjs;
 use crate::proto::websocket::{self as ws, Event, OpCode};
+use crate::telemetry::metrics::Transport;
 
 /// How long a closing connection may take to flush and hear the client's close reply.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,13 +63,21 @@ pub async fn run(
     session: Box<dyn Session>,
     options: Options,
 ) -> CloseReason {
+    let transport = if options.sockjs_heartbeat.is_some() {
+        Transport::SockJsWebSocket
+    } else {
+        Transport::WebSocket
+    };
+    observe::opened(transport);
     let mut d = Driver::new(stream, early, wire, out, session, options);
+    d.transport = transport;
     poll_fn(|cx| d.poll(cx)).await;
     let reason = d
         .final_reason
         .clone()
         .unwrap_or_else(|| CloseReason::new(CloseKind::Client, 1006, "connection lost"));
     d.session.on_close(&reason);
+    observe::closed(transport, &reason);
     let _ = d.stream.shutdown().await;
     reason
 }
@@ -116,6 +125,7 @@ impl Input {
 }
 
 struct Driver {
+    transport: Transport,
     stream: TcpStream,
     out: Arc<Outbound>,
     writer: Writer,
@@ -180,6 +190,7 @@ impl Driver {
             Box::pin(sleep(hb))
         });
         Driver {
+            transport: Transport::WebSocket,
             stream,
             out,
             writer,
@@ -403,6 +414,7 @@ impl Driver {
                     if p.message_bytes > 0 {
                         self.out.written(p.message_bytes, self.writer.oldest_ms());
                     }
+                    observe::wrote(self.transport, &p);
                     if p.wire_bytes > 0 {
                         self.last_write_ms = now_ms();
                         Step::Progress

@@ -80,6 +80,12 @@ impl WsEndpoint {
         &self.hub
     }
 
+    /// Closes every STOMP connection and SockJS session (server shutdown).
+    pub fn close_all(&self, reason: crate::net::conn::CloseReason) {
+        self.hub.close_all(reason.clone());
+        self.sockjs.close_all(reason);
+    }
+
     /// Serves a request whose path is `/ws` or below.
     pub async fn handle(&self, req: http::Request<Incoming>) -> Resp {
         let path = req.uri().path().to_string();

@@ -127,6 +127,11 @@ impl SockJsServer {
         &self.inner.options
     }
 
+    /// Closes every HTTP-transport session (server shutdown).
+    pub fn close_all(&self, reason: crate::net::conn::CloseReason) {
+        self.inner.sessions.close_all(reason);
+    }
+
     /// Number of live HTTP-transport sessions.
     pub fn session_count(&self) -> usize {
         self.inner.sessions.len()

@@ -18,9 +18,10 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use crate::net::conn::{CloseKind, CloseReason, Encoding, Item, Outbound, QueueLimits};
+use crate::net::conn::{observe, CloseKind, CloseReason, Encoding, Item, Outbound, QueueLimits};
 use crate::net::conn::{Session as AppSession, SessionFactory};
 use crate::net::shards::{lock, Sharded};
+use crate::telemetry::metrics::Transport;
 
 /// SockJS: the client went away in the middle of a receiving request.
 pub fn interrupted() -> CloseReason {
@@ -46,6 +47,8 @@ struct State {
 
 /// One SockJS session of the HTTP transports.
 pub(super) struct Session {
+    /// The transport of the request that opened it (for metrics).
+    transport: Transport,
     /// Client messages to the application session.
     pub inbound: mpsc::Sender<Bytes>,
     pub out: Arc<Outbound>,
@@ -133,6 +136,16 @@ impl Attached {
             Ok(None) => {
                 let bytes = items.iter().map(Item::len).sum();
                 out.written(bytes, None);
+                observe::wrote(
+                    self.session.transport,
+                    &crate::net::conn::Progress {
+                        messages: items.len(),
+                        message_bytes: bytes,
+                        wire_bytes: bytes,
+                        oldest_at_ms: items.front().map(|i| i.at_ms),
+                        blocked: false,
+                    },
+                );
                 Delivery::Messages(items.into())
             }
             Ok(Some(reason)) => {
@@ -176,7 +189,12 @@ impl Registry {
     }
 
     /// The session `id`, created (with its application session running) if absent.
-    pub fn get_or_create(&self, id: &str, factory: &Arc<dyn SessionFactory>) -> Arc<Session> {
+    pub fn get_or_create(
+        &self,
+        id: &str,
+        transport: Transport,
+        factory: &Arc<dyn SessionFactory>,
+    ) -> Arc<Session> {
         let mut map = self.shards.lock(id);
         if let Some(s) = map.get(id) {
             return s.clone();
@@ -184,6 +202,7 @@ impl Registry {
         let out = Outbound::new(Encoding::SockJs, self.limits);
         let (inbound, inbound_rx) = mpsc::channel(self.inbound_queue.max(1));
         let session = Arc::new(Session {
+            transport,
             inbound,
             out: out.clone(),
             state: Mutex::new(State {
@@ -196,13 +215,23 @@ impl Registry {
         map.insert(id.to_string(), session.clone());
         drop(map);
         let app = factory.open(&out);
-        tokio::spawn(run_detached(app, inbound_rx, out));
+        observe::opened(transport);
+        tokio::spawn(run_detached(app, inbound_rx, out, transport));
         session
     }
 
     /// Number of live sessions (for tests and metrics).
     pub fn len(&self) -> usize {
         self.shards.all().map(|s| lock(s).len()).sum()
+    }
+
+    /// Closes every session (server shutdown); they are swept once detached.
+    pub fn close_all(&self, reason: CloseReason) {
+        for shard in self.shards.all() {
+            for s in lock(shard).values() {
+                s.out.close(reason.clone());
+            }
+        }
     }
 
     /// Removes sessions without a receiver for `delay`, closing them for their service.
@@ -248,6 +277,7 @@ pub async fn run_detached(
     mut app: Box<dyn AppSession>,
     mut inbound: mpsc::Receiver<Bytes>,
     out: Arc<Outbound>,
+    transport: Transport,
 ) {
     poll_fn(|cx| loop {
         let mut progress = app.poll_work(cx).is_ready();
@@ -268,6 +298,7 @@ pub async fn run_detached(
     .await;
     let reason = out.close_reason().unwrap_or_else(interrupted);
     app.on_close(&reason);
+    observe::closed(transport, &reason);
 }
 
 #[cfg(test)]
@@ -304,7 +335,7 @@ mod tests {
     #[tokio::test]
     async fn second_receiver_is_refused_and_abort_interrupts() {
         let (reg, f) = registry();
-        let s = reg.get_or_create("a", &f);
+        let s = reg.get_or_create("a", Transport::SockJsXhrPolling, &f);
         let Attach::Receiver { guard, open } = s.attach() else {
             panic!("first receiver refused");
         };
@@ -330,7 +361,7 @@ mod tests {
     #[tokio::test]
     async fn queued_messages_come_before_close() {
         let (reg, f) = registry();
-        let s = reg.get_or_create("b", &f);
+        let s = reg.get_or_create("b", Transport::SockJsXhrPolling, &f);
         let Attach::Receiver { mut guard, .. } = s.attach() else {
             panic!("refused");
         };
@@ -350,8 +381,8 @@ mod tests {
     #[tokio::test]
     async fn sweep_removes_only_detached_sessions() {
         let (reg, f) = registry();
-        let idle = reg.get_or_create("idle", &f);
-        let busy = reg.get_or_create("busy", &f);
+        let idle = reg.get_or_create("idle", Transport::SockJsXhrPolling, &f);
+        let busy = reg.get_or_create("busy", Transport::SockJsXhrPolling, &f);
         let Attach::Receiver { guard, .. } = busy.attach() else {
             panic!("refused");
         };

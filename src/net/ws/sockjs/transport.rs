@@ -94,6 +94,18 @@ impl Receiver {
         }
     }
 
+    /// The metrics label of this transport.
+    fn transport(&self) -> crate::telemetry::metrics::Transport {
+        use crate::telemetry::metrics::Transport;
+        match self {
+            Receiver::Xhr => Transport::SockJsXhrPolling,
+            Receiver::XhrStreaming => Transport::SockJsXhrStreaming,
+            Receiver::EventSource => Transport::SockJsEventSource,
+            Receiver::HtmlFile(_) => Transport::SockJsHtmlFile,
+            Receiver::Jsonp(_) => Transport::SockJsJsonp,
+        }
+    }
+
     fn cors(&self) -> bool {
         matches!(self, Receiver::Xhr | Receiver::XhrStreaming)
     }
@@ -233,7 +245,9 @@ pub(super) async fn receive(
         Ok(r) => r,
         Err(text) => return server_error(text),
     };
-    let session = inner.sessions.get_or_create(session_id, &inner.factory);
+    let session = inner
+        .sessions
+        .get_or_create(session_id, receiver.transport(), &inner.factory);
     let attach = session.attach();
     let heartbeat = inner.options.heartbeat;
     let mut r = if receiver.streaming() {
