@@ -4,6 +4,8 @@
 //! test, never the shared one), and a line logged while serving a request carries its id.
 
 mod common;
+#[path = "common/stomp.rs"]
+mod stomp;
 
 use common::*;
 use discodeit::telemetry::metrics::{exposition, names};
@@ -604,4 +606,131 @@ async fn readiness_follows_postgresql_down_and_back_up() {
     eprintln!("readiness UP {:?} after PostgreSQL restarted", t0.elapsed());
     assert_eq!(admin.get("/api/users").await.status(), 200);
     let _ = std::fs::remove_file(&log);
+}
+
+/// The engine's series after a known realtime workload: 5 healthy STOMP subscribers, one that
+/// never reads (dropped as a slow consumer), one sender, 2 SSE streams; every count exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_known_realtime_workload_exactly() {
+    use discodeit::proto::stomp::{encode_to_bytes, Command, Frame};
+    use stomp::{End, Kind, StompClient, WAIT};
+    const HEALTHY: usize = 5;
+    const MESSAGES: usize = 60;
+    let server = TestServer::start_with(&[
+        ("DISCODEIT_QUEUE_MAX_BYTES", "32768"),
+        ("DISCODEIT_SOCKET_SEND_BUFFER", "16384"),
+        ("DISCODEIT_SSE_KEEPALIVE_SECONDS", "3600"),
+    ])
+    .await;
+    let mut api = server.client();
+    api.register("metered").await;
+    let token = api.token.clone().unwrap();
+    let value = |samples: &[exposition::Sample], name: &str, labels: &[(&str, &str)]| {
+        exposition::value(samples, name, labels).unwrap_or(0.0)
+    };
+
+    // Frames each client saw (CONNECTED and RECEIPT included): the server counts the same.
+    let mut seen = 0usize;
+    let mut slow = StompClient::open_raw_small_buffer(&server.base, 4096).await;
+    let reply = slow
+        .connect_with(&[("Authorization", &format!("Bearer {token}"))])
+        .await;
+    assert_eq!(reply.command, Command::Connected);
+    slow.subscribe_confirmed("s", "/sub/metered").await;
+    seen += 2;
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut readers = Vec::new();
+    for _ in 0..HEALTHY {
+        let mut c = StompClient::connected(&server.base, Kind::Raw, &token).await;
+        c.subscribe_confirmed("s", "/sub/metered").await;
+        seen += 2;
+        let received = received.clone();
+        readers.push(tokio::spawn(async move {
+            for _ in 0..MESSAGES {
+                let f = c
+                    .next_frame(Duration::from_secs(60))
+                    .await
+                    .expect("message");
+                assert_eq!(f.command, Command::Message);
+                received.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            c
+        }));
+    }
+    let sse: Vec<_> = futures_util::future::join_all(
+        (0..2).map(|_| async { api.req(Method::GET, "/api/sse").send().await.unwrap() }),
+    )
+    .await;
+    assert!(sse.iter().all(|r| r.status() == 200));
+
+    // Batches small enough for a reading subscriber's queue; the one that never reads falls
+    // further behind with each until it passes the byte limit.
+    let mut sender = StompClient::connected(&server.base, Kind::Raw, &token).await;
+    seen += 1;
+    const BATCH: usize = 10;
+    for b in 0..MESSAGES / BATCH {
+        let mut batch = Vec::new();
+        for i in 0..BATCH {
+            let mut f = Frame::new(Command::Send)
+                .with_header("destination", "/sub/metered")
+                .body(vec![b'm'; 1000]);
+            if i + 1 == BATCH {
+                f = f.with_header("receipt", format!("r{b}"));
+            }
+            batch.extend_from_slice(&encode_to_bytes(&f));
+        }
+        sender.send_raw(&batch).await;
+        assert!(sender.next_non_message(WAIT).await.is_some());
+        seen += 1;
+        let want = HEALTHY * BATCH * (b + 1);
+        eventually(20, || async {
+            (received.load(std::sync::atomic::Ordering::SeqCst) >= want).then_some(())
+        })
+        .await;
+    }
+    let mut healthy = Vec::new();
+    for r in readers {
+        healthy.push(r.await.unwrap());
+        seen += MESSAGES;
+    }
+    // The slow one gets what was written before its close, then the close with 1013.
+    while let Some(f) = slow.next_frame(WAIT).await {
+        assert_eq!(f.command, Command::Message);
+        seen += 1;
+    }
+    assert!(matches!(slow.end(WAIT).await, End::Closed(Some(1013))));
+
+    drop(slow);
+    drop(healthy);
+    drop(sender);
+    drop(sse);
+    let samples = eventually(20, || async {
+        let s = scrape(&server).await;
+        let open: f64 = ["websocket", "sse"]
+            .iter()
+            .map(|t| value(&s, names::CONNECTIONS_OPEN, &[("transport", t)]))
+            .sum();
+        (open == 0.0).then_some(s)
+    })
+    .await;
+    let ws = [("transport", "websocket")];
+    assert_eq!(value(&samples, names::CONNECTIONS_OPENED, &ws), 7.0);
+    let closed = |reason: &str| {
+        value(
+            &samples,
+            names::CONNECTIONS_CLOSED,
+            &[("transport", "websocket"), ("reason", reason)],
+        )
+    };
+    assert_eq!(closed("slow_bytes"), 1.0);
+    assert_eq!(closed("client"), 6.0);
+    assert_eq!(value(&samples, names::DELIVERIES, &ws), seen as f64);
+    let sse_t = [("transport", "sse")];
+    assert_eq!(value(&samples, names::CONNECTIONS_OPENED, &sse_t), 2.0);
+    // Per stream: the padding comment and the `connect` event.
+    assert_eq!(value(&samples, names::DELIVERIES, &sse_t), 4.0);
+    assert_eq!(value(&samples, names::STOMP_SESSIONS, &[]), 0.0);
+    assert_eq!(value(&samples, names::STOMP_SUBSCRIPTIONS, &[]), 0.0);
+    let latency = format!("{}_count", names::PUBLISH_TO_WRITE);
+    assert!(value(&samples, &latency, &ws) >= 1.0);
 }

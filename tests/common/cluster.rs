@@ -56,6 +56,23 @@ impl Proc {
         }
     }
 
+    /// Waits up to `secs` for the process to exit; its exit code (None: still running, or
+    /// killed by a signal).
+    pub async fn exit_code(&self, secs: u64) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(mut c) = self.child.lock() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return status.code();
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn alive(&self) -> bool {
         self.child
             .lock()
