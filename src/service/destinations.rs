@@ -228,7 +228,8 @@ impl Services {
     }
 
     /// SEND to a plain broker destination: the body goes to its subscribers on every
-    /// instance. Bodies must be UTF-8 text without NUL, at most `max_body` bytes.
+    /// instance. Bodies must be UTF-8 text of at most `max_body` bytes (NUL allowed: STOMP
+    /// frames it with `content-length`, and the bus carries it).
     pub fn broker_send(
         &self,
         destination: &Destination,
@@ -248,9 +249,6 @@ impl Services {
         }
         let text =
             std::str::from_utf8(body).map_err(|_| refuse("the body must be UTF-8 text".into()))?;
-        if text.contains('\0') {
-            return Err(refuse("the body must not contain NUL characters".into()));
-        }
         self.bus.publish(Event::BrokerMessage {
             destination: name.clone(),
             body: text.to_string(),
