@@ -17,11 +17,11 @@ const MESSAGES: usize = 200;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_subscriber_over_the_byte_limit_is_dropped_while_others_get_everything() {
     let server = TestServer::start_with(&[
-        ("DISCODEIT_QUEUE_MAX_BYTES", "32768"),
+        ("DISCODEIT_QUEUE_MAX_BYTES", "131072"),
         ("DISCODEIT_SOCKET_SEND_BUFFER", "16384"),
     ])
     .await;
-    storm(&server, "more than 32768 bytes queued").await;
+    storm(&server, "slow_bytes", "more than 131072 bytes queued").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,12 +33,12 @@ async fn slow_subscriber_over_the_age_limit_is_dropped_while_others_get_everythi
     .await;
     // Everything fits the default byte limit; the age limit ends it (on a later push, or
     // the hub's sweep of stuck queues once the sender is done).
-    storm(&server, "waited more than 3000 ms").await;
+    storm(&server, "slow_age", "waited more than 3000 ms").await;
 }
 
 /// 100 healthy subscribers and one that never reads; every SEND in flight at once. The slow
 /// one must be closed with 1013 and a reason containing `reason`.
-async fn storm(server: &TestServer, reason: &str) {
+async fn storm(server: &TestServer, metric_reason: &str, reason: &str) {
     let mut admin = server.client();
     admin.login(common::ADMIN, ADMIN_PASSWORD).await;
     let channel = admin.create_public_channel("busy").await["id"]
@@ -122,7 +122,24 @@ async fn storm(server: &TestServer, reason: &str) {
         );
     }
 
-    // The slow one got an in-order prefix, then its connection was closed.
+    // The server closes the slow one (a later push or the sweep finds it); only then does it
+    // start reading, and must find an in-order prefix followed by the close.
+    common::eventually(30, || async {
+        let text = reqwest::get(format!("{}/actuator/prometheus", server.admin_base))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let samples = discodeit::telemetry::metrics::exposition::parse(&text);
+        let closed = discodeit::telemetry::metrics::exposition::value(
+            &samples,
+            discodeit::telemetry::metrics::names::CONNECTIONS_CLOSED,
+            &[("transport", "websocket"), ("reason", metric_reason)],
+        )?;
+        (closed >= 1.0).then_some(())
+    })
+    .await;
     let mut got = Vec::new();
     while let Some(f) = slow.next_frame(WAIT).await {
         assert_eq!(f.command, Command::Message);

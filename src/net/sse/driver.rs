@@ -74,7 +74,9 @@ pub async fn run(stream: TcpStream, head: Bytes, out: Arc<Outbound>) -> CloseRea
         .reason
         .unwrap_or_else(|| CloseReason::new(CloseKind::Client, 1006, "connection closed"));
     d.out.close(reason.clone());
-    observe::closed(Transport::Sse, &reason);
+    if d.closing.is_none() {
+        observe::closed(Transport::Sse, &reason);
+    }
     reason
 }
 
@@ -160,6 +162,8 @@ impl Driver {
                     self.writer.discard_unstarted();
                 }
                 self.writer.push_raw(trailer(&reason));
+                // Counted when decided, not when the last bytes finally drained.
+                observe::closed(Transport::Sse, &reason);
                 self.reason.get_or_insert(reason);
                 self.closing = Some(Box::pin(sleep(CLOSE_TIMEOUT)));
                 true

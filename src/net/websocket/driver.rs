@@ -77,7 +77,7 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| CloseReason::new(CloseKind::Client, 1006, "connection lost"));
     d.session.on_close(&reason);
-    observe::closed(transport, &reason);
+    d.report_close(&reason);
     let _ = d.stream.shutdown().await;
     reason
 }
@@ -140,6 +140,8 @@ struct Driver {
     last_write_ms: u64,
     /// Set once the close frame is queued.
     closing: Option<Pin<Box<Sleep>>>,
+    /// The close was counted (when it was decided, not when the socket went).
+    reported: bool,
     close_queued: bool,
     client_closed: bool,
     final_reason: Option<CloseReason>,
@@ -203,6 +205,7 @@ impl Driver {
             heartbeat,
             last_write_ms: now_ms(),
             closing: None,
+            reported: false,
             close_queued: false,
             client_closed: false,
             final_reason: None,
@@ -476,13 +479,23 @@ impl Driver {
             self.close_queued = true;
         }
         self.out.close(reason.clone());
+        self.report_close(&reason);
         self.final_reason.get_or_insert(reason);
         self.closing = Some(Box::pin(sleep(CLOSE_TIMEOUT)));
+    }
+
+    /// Counts the close once, when it is decided: a slow consumer is counted (and logged)
+    /// as soon as it is dropped, not after its close frame finally drained.
+    fn report_close(&mut self, reason: &CloseReason) {
+        if !std::mem::replace(&mut self.reported, true) {
+            observe::closed(self.transport, reason);
+        }
     }
 
     /// Ends at once (the socket failed or the client is gone).
     fn end(&mut self, reason: CloseReason) {
         self.out.close(reason.clone());
+        self.report_close(&reason);
         self.final_reason.get_or_insert(reason);
         self.done = true;
     }
