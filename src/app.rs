@@ -29,7 +29,10 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
         .map_err(|e| format!("storage dir {}: {e}", config.storage_dir.display()))?;
     let (registry, memory) = session_registry(&config).await?;
     let bus = match &config.kafka_bootstrap {
-        Some(_) => EventBus::distributed(OutboxWriter::start(db.clone())),
+        Some(_) => EventBus::distributed(OutboxWriter::start(
+            db.clone(),
+            config.kafka_message_max_bytes,
+        )),
         None => EventBus::new(),
     };
     let services = Arc::new(Services {
@@ -66,7 +69,8 @@ fn start_event_pipeline(config: &Arc<Config>, bus: &EventBus) -> Result<Arc<Atom
         return Ok(Arc::new(AtomicBool::new(true)));
     };
     let ready = Arc::new(AtomicBool::new(false));
-    let publisher = Arc::new(Publisher::new(config, servers)?);
+    let publisher =
+        Arc::new(Publisher::new(config, servers).map_err(|e| format!("kafka producer: {e}"))?);
     spawn_relay(config.database_url.clone(), publisher);
     start_consumer(config.clone(), servers.clone(), bus.clone(), ready.clone())?;
     tracing::info!("event bus: Kafka at {servers} through the outbox");

@@ -38,6 +38,8 @@ Configuration comes from environment variables (defaults in brackets):
   KAFKA_TOPIC_PARTITIONS                       partitions of the message topics at creation [4]
   KAFKA_SESSION_TIMEOUT_MS                     consumer group session timeout [6000]
   KAFKA_HEARTBEAT_INTERVAL_MS                  consumer group heartbeat interval [1000]
+  KAFKA_MESSAGE_MAX_BYTES                      largest Kafka record, the producer's message.max.bytes;
+                                               bigger events are refused before the outbox [1000000]
   RUST_LOG                                     log filter [info]
 ";
 
@@ -70,6 +72,7 @@ pub struct Config {
     pub kafka_partitions: i32,
     pub kafka_session_timeout_ms: u64,
     pub kafka_heartbeat_interval_ms: u64,
+    pub kafka_message_max_bytes: usize,
 }
 
 /// The admin account created at start-up when neither its name nor its e-mail exists.
@@ -147,6 +150,10 @@ impl Config {
         if pool == 0 {
             return Err("DATABASE_POOL_SIZE must be at least 1".into());
         }
+        let kafka_message_max_bytes = parse_num("KAFKA_MESSAGE_MAX_BYTES", 1_000_000)?;
+        if !(65_536..=1_000_000_000).contains(&kafka_message_max_bytes) {
+            return Err("KAFKA_MESSAGE_MAX_BYTES must be between 65536 and 1000000000".into());
+        }
         Ok(Config {
             addr,
             database_url,
@@ -184,6 +191,7 @@ impl Config {
             kafka_partitions: parse_num("KAFKA_TOPIC_PARTITIONS", 4)?.clamp(1, 1024) as i32,
             kafka_session_timeout_ms: parse_num("KAFKA_SESSION_TIMEOUT_MS", 6000)?.max(1000),
             kafka_heartbeat_interval_ms: parse_num("KAFKA_HEARTBEAT_INTERVAL_MS", 1000)?.max(100),
+            kafka_message_max_bytes: kafka_message_max_bytes as usize,
         })
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod binary_contents;
+pub mod broker;
 pub mod channels;
 pub mod messages;
 pub mod notifications;
@@ -40,8 +41,8 @@ impl Services {
     /// multi-instance mode the events are outbox rows of the same transaction (they exist
     /// exactly when the change does); otherwise they are published after the commit.
     pub(crate) async fn commit(&self, tx: Tx<'_>, events: Vec<Event>) -> ApiResult<()> {
-        if self.bus.is_distributed() {
-            crate::bus::outbox::insert(&*tx, &events).await?;
+        if let Some(outbox) = self.bus.outbox() {
+            outbox.insert_in(&*tx, &events).await?;
             tx.commit().await?;
             return Ok(());
         }

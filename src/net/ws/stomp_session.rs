@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::hub::Hub;
 use super::outbox::{CloseReason, Outbox};
 use super::sockjs::{Service, SessionIo};
-use crate::domain::{Event, Role};
+use crate::domain::Role;
 use crate::proto::stomp::{
     encode_to_bytes, negotiate_heartbeat, Command, Decoder, Frame, Item, Limits,
 };
@@ -436,16 +436,11 @@ impl StompSession {
             d if channel_of(d).is_some() || d.starts_with("/sub/channels.") => Err(format!(
                 "SEND {d} refused: channel destinations are written by the server only"
             )),
-            d if d.starts_with("/sub/") => match std::str::from_utf8(&frame.body) {
-                Ok(body) => {
-                    self.ctx.services.bus.publish(Event::BrokerMessage {
-                        destination: d.to_string(),
-                        body: body.to_string(),
-                    });
-                    Ok(())
-                }
-                Err(_) => Err(format!("SEND {d} refused: the body must be UTF-8 text")),
-            },
+            d if d.starts_with("/sub/") => self
+                .ctx
+                .services
+                .publish_broker_message(d, &frame.body)
+                .map_err(|e| format!("SEND {d} refused: {e}")),
             d => Err(format!(
                 "Unknown destination {d}: send to /pub/messages or /sub/..."
             )),
