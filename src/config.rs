@@ -24,6 +24,9 @@ Configuration comes from environment variables (defaults in brackets):
   DISCODEIT_ADMIN_PASSWORD                     bootstrap admin password
   DISCODEIT_MAX_FILE_BYTES                     upload limit per file [10485760]
   DISCODEIT_MAX_REQUEST_BYTES                  upload limit per request [31457280]
+  DISCODEIT_MAX_PARTICIPANTS                   participantIds per private channel [100]
+  DISCODEIT_MAX_ATTACHMENTS                    attachments per message [10]
+  DISCODEIT_MAX_BATCH_IDS                      ids per batch query (binaryContentIds) [200]
   DISCODEIT_CSRF_ENABLED                       enforce the CSRF double-submit check [true]
   DISCODEIT_SSE_REPLAY_MAX_EVENTS              SSE events kept per user for replay [1000]
   DISCODEIT_SSE_REPLAY_MAX_AGE_SECONDS         SSE replay horizon [3600]
@@ -58,6 +61,9 @@ pub struct Config {
     pub admin: Option<AdminBootstrap>,
     pub max_file_bytes: usize,
     pub max_request_bytes: usize,
+    pub max_participants: usize,
+    pub max_attachments: usize,
+    pub max_batch_ids: usize,
     pub csrf_enabled: bool,
     pub sse_replay_max_events: usize,
     pub sse_replay_max_age: Duration,
@@ -146,6 +152,12 @@ impl Config {
             })
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "discodeit".into());
+        let at_least_one = |k: &str, default: u64| -> Result<usize, String> {
+            match parse_num(k, default)? {
+                0 => Err(format!("{k} must be at least 1")),
+                n => Ok(n as usize),
+            }
+        };
         let pool = parse_num("DATABASE_POOL_SIZE", 32)?;
         if pool == 0 {
             return Err("DATABASE_POOL_SIZE must be at least 1".into());
@@ -169,6 +181,9 @@ impl Config {
             admin,
             max_file_bytes: parse_num("DISCODEIT_MAX_FILE_BYTES", 10 * 1024 * 1024)? as usize,
             max_request_bytes: parse_num("DISCODEIT_MAX_REQUEST_BYTES", 30 * 1024 * 1024)? as usize,
+            max_participants: at_least_one("DISCODEIT_MAX_PARTICIPANTS", 100)?,
+            max_attachments: at_least_one("DISCODEIT_MAX_ATTACHMENTS", 10)?,
+            max_batch_ids: at_least_one("DISCODEIT_MAX_BATCH_IDS", 200)?,
             csrf_enabled,
             sse_replay_max_events: parse_num("DISCODEIT_SSE_REPLAY_MAX_EVENTS", 1000)? as usize,
             sse_replay_max_age: Duration::from_secs(parse_num(

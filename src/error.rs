@@ -65,6 +65,14 @@ impl ApiError {
         .detail("reason", why.into())
     }
 
+    /// 400 for a client-supplied collection over its configured cap: names the field and the
+    /// limit, in the reason and as details.
+    pub fn too_many(field: &str, limit: usize) -> Self {
+        Self::invalid_request(format!("{field}: at most {limit} allowed"))
+            .detail("field", field)
+            .detail("limit", limit as u64)
+    }
+
     pub fn private_channel_update(channel_id: uuid::Uuid) -> Self {
         Self::domain(
             400,

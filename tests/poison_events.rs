@@ -190,7 +190,10 @@ async fn the_outbox_writer_dead_letters_what_postgres_refuses_and_writes_the_res
         dead[0].get(3),
         dead[0].get(4),
     );
-    assert_eq!((source.as_str(), kind.as_str()), ("outbox-writer", "broker"));
+    assert_eq!(
+        (source.as_str(), kind.as_str()),
+        ("outbox-writer", "broker")
+    );
     assert_eq!(key, b"/sub/a\0b", "the poison is kept byte for byte");
     assert!(String::from_utf8_lossy(&payload).contains("poison"));
     assert!(error.contains("22021"), "SQLSTATE in the error: {error}");
@@ -266,7 +269,10 @@ async fn the_relay_dead_letters_rows_it_can_never_send_and_publishes_the_rest_in
     assert_eq!(got, want);
     let sent = eventually(20, || async {
         let rows = c
-            .query("SELECT id FROM outbox WHERE sent_at IS NOT NULL ORDER BY id", &[])
+            .query(
+                "SELECT id FROM outbox WHERE sent_at IS NOT NULL ORDER BY id",
+                &[],
+            )
             .await
             .unwrap();
         (rows.len() == 2).then(|| rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>())
@@ -286,10 +292,7 @@ async fn the_relay_dead_letters_rows_it_can_never_send_and_publishes_the_rest_in
         .collect();
     assert_eq!(dead.len(), 3, "{dead:?}");
     assert!(dead.iter().all(|d| d.0 == "relay"));
-    assert_eq!(
-        dead.iter().map(|d| d.1).collect::<Vec<_>>(),
-        vec![2, 3, 4]
-    );
+    assert_eq!(dead.iter().map(|d| d.1).collect::<Vec<_>>(), vec![2, 3, 4]);
     assert!(dead[0].3.contains("unknown family"), "{}", dead[0].3);
     assert!(dead[1].3.contains("not an event"), "{}", dead[1].3);
     assert!(

@@ -78,21 +78,20 @@ pub async fn append(db: &Db, records: &[OutboxRecord]) -> Result<(), StoreError>
 
 /// Up to `limit` unsent rows, oldest first.
 pub async fn pending(c: &impl GenericClient, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-    Ok(c
-        .query(
-            "SELECT id, family, key, payload FROM outbox
+    Ok(c.query(
+        "SELECT id, family, key, payload FROM outbox
              WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-            &[&limit],
-        )
-        .await?
-        .iter()
-        .map(|r| OutboxRow {
-            id: r.get(0),
-            family: r.get(1),
-            key: r.get(2),
-            payload: r.get(3),
-        })
-        .collect())
+        &[&limit],
+    )
+    .await?
+    .iter()
+    .map(|r| OutboxRow {
+        id: r.get(0),
+        family: r.get(1),
+        key: r.get(2),
+        payload: r.get(3),
+    })
+    .collect())
 }
 
 pub async fn mark_sent(c: &impl GenericClient, ids: &[i64]) -> Result<(), StoreError> {

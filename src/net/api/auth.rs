@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::principal;
 use crate::domain::CsrfTokenBody;
 use crate::error::{ApiError, ApiResult};
-use crate::net::multipart::Form;
+use crate::net::multipart::{Form, PartLimits};
 use crate::net::request::Ctx;
 use crate::net::response::{self, Resp, JSON, JSON_UTF8};
 use crate::net::App;
@@ -64,7 +64,11 @@ async fn read_login(ctx: &mut Ctx) -> ApiResult<(String, String)> {
         .to_ascii_lowercase();
     let unreadable = |_| ApiError::unreadable_login();
     let (u, p) = if ct.starts_with("multipart/form-data") {
-        let form = Form::read(ctx, 64 * 1024, 64 * 1024)
+        let no_files = PartLimits {
+            name: "file",
+            files: 0,
+        };
+        let form = Form::read(ctx, 64 * 1024, 64 * 1024, no_files)
             .await
             .map_err(unreadable)?;
         let text = |n: &str| {

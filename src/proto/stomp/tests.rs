@@ -225,10 +225,7 @@ fn control_characters_in_headers_are_errors() {
         decode_str(b"SEND\ndestination:/sub/a\rb\n\n\0"),
         Err(value("destination", 0x0d))
     );
-    assert_eq!(
-        decode_str(b"SEND\nx:a\\nb\n\n\0"),
-        Err(value("x", 0x0a))
-    );
+    assert_eq!(decode_str(b"SEND\nx:a\\nb\n\n\0"), Err(value("x", 0x0a)));
     assert_eq!(decode_str(b"SEND\nx:a\\r\n\n\0"), Err(value("x", 0x0d)));
     assert_eq!(decode_str(b"SEND\nx:a\tb\n\n\0"), Err(value("x", 0x09)));
     assert_eq!(decode_str(b"SEND\nx:\x7f\n\n\0"), Err(value("x", 0x7f)));
@@ -245,7 +242,9 @@ fn control_characters_in_headers_are_errors() {
     );
     // The message names the header and the character, ready for an ERROR frame.
     let e = decode_str(b"SEND\ndestination:/sub/\0\n\n\0").unwrap_err();
-    assert!(e.to_string().starts_with("header 'destination' contains the control character U+0000"));
+    assert!(e
+        .to_string()
+        .starts_with("header 'destination' contains the control character U+0000"));
     // The body may still carry anything.
     let f = decode_one(b"SEND\ncontent-length:3\n\n\0\n\t\0").unwrap();
     assert_eq!(&f.body[..], b"\0\n\t");
