@@ -121,6 +121,7 @@ fn spawn_session_sweeper(services: Arc<Services>, memory: Option<Arc<MemoryRegis
 /// Binds and serves until a shutdown signal.
 pub async fn run(config: Config) -> Result<(), String> {
     let addr = config.addr;
+    crate::fd_limit::raise_and_log(config.database_pool_size);
     let app = build(config).await?;
     let listener = TcpListener::bind(addr)
         .await

@@ -66,6 +66,16 @@ impl TestServer {
     }
 
     pub async fn start_on_db(url: &str, db_name: &str, env: &[(&str, &str)]) -> TestServer {
+        Self::start_on_db_with(url, db_name, env, |_| {}).await
+    }
+
+    /// Like [`Self::start_on_db`]; `tweak` may adjust the command before it is spawned.
+    pub async fn start_on_db_with(
+        url: &str,
+        db_name: &str,
+        env: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Command),
+    ) -> TestServer {
         let port = free_port();
         let storage = std::env::temp_dir().join(format!("discodeit-test-{db_name}-{port}"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_discodeit"));
@@ -89,6 +99,7 @@ impl TestServer {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        tweak(&mut cmd);
         let child = cmd.spawn().expect("spawn discodeit");
         let server = TestServer {
             base: format!("http://127.0.0.1:{port}"),
@@ -127,6 +138,11 @@ impl TestServer {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// True while the process is still running.
