@@ -16,6 +16,8 @@ Configuration comes from environment variables (defaults in brackets):
   SECURITY_JWT_SECRET                          HMAC secret, at least 32 bytes [required]
   SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS   access token lifetime [600]
   SECURITY_JWT_REFRESH_TOKEN_VALIDITY_SECONDS  refresh token lifetime [604800]
+  DISCODEIT_STOMP_EXPIRED_TOKEN_GRACE_SECONDS  how long past its expiry an access token of a live
+                                               session still opens a STOMP session [access token lifetime]
   DISCODEIT_STORAGE_DIR                        file storage directory [./.data/storage]
   DISCODEIT_WEB_DIR                            web client to serve at / [unset: none]
   DISCODEIT_INSTANCE_ID                        this instance's name [hostname]
@@ -55,6 +57,7 @@ pub struct Config {
     pub jwt_secret: Vec<u8>,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    pub stomp_expired_token_grace: Duration,
     pub storage_dir: PathBuf,
     pub web_dir: Option<PathBuf>,
     pub instance_id: String,
@@ -121,6 +124,13 @@ impl Config {
         if access == 0 || refresh == 0 {
             return Err("token validity must be at least 1 second".into());
         }
+        if access > refresh {
+            return Err(
+                "SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS must not exceed the refresh token validity"
+                    .into(),
+            );
+        }
+        let stomp_grace = parse_num("DISCODEIT_STOMP_EXPIRED_TOKEN_GRACE_SECONDS", access)?;
         let admin = match (
             var("DISCODEIT_ADMIN_USERNAME"),
             var("DISCODEIT_ADMIN_EMAIL"),
@@ -173,6 +183,7 @@ impl Config {
             jwt_secret: jwt_secret.into_bytes(),
             access_ttl: Duration::from_secs(access),
             refresh_ttl: Duration::from_secs(refresh),
+            stomp_expired_token_grace: Duration::from_secs(stomp_grace),
             storage_dir: var("DISCODEIT_STORAGE_DIR")
                 .unwrap_or_else(|| "./.data/storage".into())
                 .into(),
