@@ -18,6 +18,7 @@ use crate::security::redis_registry::RedisRegistry;
 use crate::security::registry::{JwtRegistry, MemoryRegistry};
 use crate::service::Services;
 use crate::store::files::FileStore;
+use crate::store::upload_jobs::Owner;
 use crate::store::Db;
 
 /// Connects to the database, migrates, bootstraps the admin, builds the [`App`].
@@ -25,8 +26,12 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
     let config = Arc::new(config);
     let db = Db::connect(&config.database_url, config.database_pool_size)?;
     db.migrate().await?;
-    let files = FileStore::new(&config.storage_dir)
+    let mut files = FileStore::new(&config.storage_dir)
         .map_err(|e| format!("storage dir {}: {e}", config.storage_dir.display()))?;
+    if config.faults.upload_write_fails {
+        tracing::warn!("fault injection: every file write fails");
+        files = files.failing_writes();
+    }
     let (registry, memory) = session_registry(&config).await?;
     let bus = match &config.kafka_bootstrap {
         Some(_) => EventBus::distributed(OutboxWriter::start(
@@ -42,6 +47,10 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
         jwt: JwtCodec::new(&config.jwt_secret),
         registry,
         config: config.clone(),
+        upload_owner: Owner {
+            instance_id: config.instance_id.clone(),
+            incarnation: uuid::Uuid::new_v4(),
+        },
     });
     services
         .bootstrap_admin()
@@ -58,6 +67,7 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
         ws: Some(ws),
         ready: start_event_pipeline(&config, &bus)?,
     });
+    spawn_upload_recovery(services.clone());
     spawn_session_sweeper(services, memory);
     Ok(app)
 }
@@ -94,6 +104,19 @@ async fn session_registry(
         }
     }
     Ok((Arc::new(redis), None))
+}
+
+/// At start-up, then every minute: finish or fail uploads a crash left behind.
+fn spawn_upload_recovery(services: Arc<Services>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = services.recover_uploads().await {
+                tracing::warn!("upload recovery: {e}");
+            }
+        }
+    });
 }
 
 /// Every few seconds: users whose access session lapsed go offline (`users.refresh`), and

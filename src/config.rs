@@ -45,6 +45,10 @@ Configuration comes from environment variables (defaults in brackets):
   KAFKA_HEARTBEAT_INTERVAL_MS                  consumer group heartbeat interval [1000]
   KAFKA_MESSAGE_MAX_BYTES                      largest Kafka record, the producer's message.max.bytes;
                                                bigger events are refused before the outbox [1000000]
+  DISCODEIT_FAULT_INJECTION                    test hooks, comma-separated; never in production [unset]:
+                                               upload-write-fails (every file write fails),
+                                               crash-after-upload-commit (SIGKILL itself right
+                                               after an upload's transaction commits)
   RUST_LOG                                     log filter [info]
 ";
 
@@ -82,6 +86,38 @@ pub struct Config {
     pub kafka_session_timeout_ms: u64,
     pub kafka_heartbeat_interval_ms: u64,
     pub kafka_message_max_bytes: usize,
+    pub faults: Faults,
+}
+
+/// Test hooks (`DISCODEIT_FAULT_INJECTION`), all off by default: they let the upload
+/// recovery be tested with a real crash and real write failures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Every file write fails.
+    pub upload_write_fails: bool,
+    /// The process kills itself (SIGKILL) right after an upload's transaction commits, before
+    /// its bytes are moved into place and its status is updated.
+    pub crash_after_upload_commit: bool,
+}
+
+impl Faults {
+    fn parse(v: Option<String>) -> Result<Faults, String> {
+        let mut f = Faults::default();
+        for name in v.iter().flat_map(|v| v.split(',')).map(str::trim) {
+            match name {
+                "" => {}
+                "upload-write-fails" => f.upload_write_fails = true,
+                "crash-after-upload-commit" => f.crash_after_upload_commit = true,
+                other => {
+                    return Err(format!(
+                        "DISCODEIT_FAULT_INJECTION: unknown fault {other:?} \
+                         (known: upload-write-fails, crash-after-upload-commit)"
+                    ))
+                }
+            }
+        }
+        Ok(f)
+    }
 }
 
 /// The admin account created at start-up when neither its name nor its e-mail exists.
@@ -218,6 +254,7 @@ impl Config {
             kafka_session_timeout_ms: parse_num("KAFKA_SESSION_TIMEOUT_MS", 6000)?.max(1000),
             kafka_heartbeat_interval_ms: parse_num("KAFKA_HEARTBEAT_INTERVAL_MS", 1000)?.max(100),
             kafka_message_max_bytes: kafka_message_max_bytes as usize,
+            faults: Faults::parse(var("DISCODEIT_FAULT_INJECTION"))?,
         })
     }
 }
@@ -275,5 +312,21 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.contains("go together"));
+    }
+
+    #[test]
+    fn fault_injection_is_off_by_default_and_names_are_checked() {
+        let base = [("DATABASE_URL", "x"), ("SECURITY_JWT_SECRET", SECRET)];
+        assert_eq!(cfg(&base).unwrap().faults, Faults::default());
+        let mut with = base.to_vec();
+        with.push((
+            "DISCODEIT_FAULT_INJECTION",
+            "upload-write-fails, crash-after-upload-commit",
+        ));
+        let f = cfg(&with).unwrap().faults;
+        assert!(f.upload_write_fails && f.crash_after_upload_commit);
+        let mut bad = base.to_vec();
+        bad.push(("DISCODEIT_FAULT_INJECTION", "everything"));
+        assert!(cfg(&bad).unwrap_err().contains("unknown fault"));
     }
 }

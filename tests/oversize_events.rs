@@ -201,6 +201,11 @@ async fn an_event_too_large_for_a_kafka_record_is_refused_before_the_outbox() {
         0
     );
     assert_eq!(server.count("SELECT count(*) FROM outbox").await, before);
+    assert_eq!(
+        server.stored_files(),
+        Vec::<String>::new(),
+        "no staged bytes left"
+    );
     // A normal message still goes.
     alice.send_text(&ch, "small").await;
 }

@@ -22,6 +22,7 @@ use crate::error::ApiResult;
 use crate::security::jwt::JwtCodec;
 use crate::security::registry::JwtRegistry;
 use crate::store::files::FileStore;
+use crate::store::upload_jobs::Owner;
 use crate::store::{Db, Tx};
 
 pub use uploads::Upload;
@@ -34,6 +35,8 @@ pub struct Services {
     pub jwt: JwtCodec,
     pub registry: Arc<dyn JwtRegistry>,
     pub config: Arc<Config>,
+    /// This process, as the owner of the uploads it starts (see `uploads.rs`).
+    pub upload_owner: Owner,
 }
 
 impl Services {

@@ -81,9 +81,10 @@ impl Services {
         let profile = profile.map(|p| (p.waiting_dto(), p.bytes));
         let mut db = self.db.client().await?;
         let tx = db.transaction().await?;
-        if let Some((dto, _)) = &profile {
-            binary_contents::insert(&*tx, dto).await?;
-        }
+        let files: Vec<_> = profile.iter().cloned().collect();
+        let staged = self
+            .insert_uploads(&*tx, &files, UploadKind::Profile, None, &request_id)
+            .await?;
         users::insert(
             &*tx,
             id,
@@ -104,9 +105,7 @@ impl Services {
             online: None,
             role: Role::User,
         };
-        if let Some(p) = profile {
-            self.store_uploads_later(vec![p], UploadKind::Profile, None, request_id);
-        }
+        self.store_uploads_later(staged);
         Ok(dto)
     }
 
@@ -167,9 +166,11 @@ impl Services {
         let old_profile = current.dto.profile.as_ref().map(|p| p.id);
         let mut db = self.db.client().await?;
         let tx = db.transaction().await?;
-        if let Some((dto, _)) = &profile {
-            binary_contents::insert(&*tx, dto).await?;
-        }
+        let files: Vec<_> = profile.iter().cloned().collect();
+        let uploader = Some(caller.user_id);
+        let staged = self
+            .insert_uploads(&*tx, &files, UploadKind::Profile, uploader, &request_id)
+            .await?;
         users::update(
             &*tx,
             id,
@@ -190,14 +191,7 @@ impl Services {
         if let (Some(_), Some(old)) = (&profile, old_profile) {
             self.files.delete(old).await;
         }
-        if let Some(p) = profile {
-            self.store_uploads_later(
-                vec![p],
-                UploadKind::Profile,
-                Some(caller.user_id),
-                request_id,
-            );
-        }
+        self.store_uploads_later(staged);
         Ok(updated.dto)
     }
 

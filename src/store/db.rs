@@ -14,6 +14,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "003_dead_letters",
         include_str!("../../sql/003_dead_letters.sql"),
     ),
+    (
+        "004_upload_jobs",
+        include_str!("../../sql/004_upload_jobs.sql"),
+    ),
 ];
 
 /// A handle on the pool.

@@ -10,6 +10,7 @@ pub mod messages;
 pub mod notifications;
 pub mod outbox;
 pub mod read_statuses;
+pub mod upload_jobs;
 pub mod users;
 
 pub use db::{Db, Tx};
