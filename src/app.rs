@@ -16,6 +16,7 @@ use crate::net::App;
 use crate::security::jwt::JwtCodec;
 use crate::security::redis_registry::RedisRegistry;
 use crate::security::registry::{JwtRegistry, MemoryRegistry};
+use crate::security::throttle::{AuthThrottle, RateLimiter};
 use crate::service::Services;
 use crate::store::files::FileStore;
 use crate::store::upload_jobs::Owner;
@@ -50,6 +51,13 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
         upload_owner: Owner {
             instance_id: config.instance_id.clone(),
             incarnation: uuid::Uuid::new_v4(),
+        },
+        throttle: AuthThrottle {
+            per_ip: RateLimiter::new(config.auth_ip_burst, config.auth_ip_per_minute),
+            per_username: RateLimiter::new(
+                config.auth_username_burst,
+                config.auth_username_per_minute,
+            ),
         },
     });
     services

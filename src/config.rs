@@ -1,6 +1,6 @@
 //! Configuration from environment variables. Every variable is listed in [`HELP`] and README.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,7 +13,8 @@ Configuration comes from environment variables (defaults in brackets):
   DISCODEIT_ADDR                               listen address [0.0.0.0:8080]
   DATABASE_URL                                 PostgreSQL URL [required]
   DATABASE_POOL_SIZE                           PostgreSQL connections [32]
-  SECURITY_JWT_SECRET                          HMAC secret, at least 32 bytes [required]
+  SECURITY_JWT_SECRET                          HMAC secret, at least 32 bytes, not a published
+                                               default [required]
   SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS   access token lifetime [600]
   SECURITY_JWT_REFRESH_TOKEN_VALIDITY_SECONDS  refresh token lifetime [604800]
   DISCODEIT_STOMP_EXPIRED_TOKEN_GRACE_SECONDS  how long past its expiry an access token of a live
@@ -23,13 +24,19 @@ Configuration comes from environment variables (defaults in brackets):
   DISCODEIT_INSTANCE_ID                        this instance's name [hostname]
   DISCODEIT_ADMIN_USERNAME                     bootstrap admin user name [unset: no admin]
   DISCODEIT_ADMIN_EMAIL                        bootstrap admin e-mail
-  DISCODEIT_ADMIN_PASSWORD                     bootstrap admin password
+  DISCODEIT_ADMIN_PASSWORD                     bootstrap admin password, not a published default
   DISCODEIT_MAX_FILE_BYTES                     upload limit per file [10485760]
   DISCODEIT_MAX_REQUEST_BYTES                  upload limit per request [31457280]
   DISCODEIT_MAX_PARTICIPANTS                   participantIds per private channel [100]
   DISCODEIT_MAX_ATTACHMENTS                    attachments per message [10]
   DISCODEIT_MAX_BATCH_IDS                      ids per batch query (binaryContentIds) [200]
   DISCODEIT_CSRF_ENABLED                       enforce the CSRF double-submit check [true]
+  DISCODEIT_AUTH_IP_BURST                      login/sign-up attempts per client IP at once; 0 = off [30]
+  DISCODEIT_AUTH_IP_PER_MINUTE                 ... refilled per minute [30]
+  DISCODEIT_AUTH_USERNAME_BURST                login/sign-up attempts per username at once; 0 = off [10]
+  DISCODEIT_AUTH_USERNAME_PER_MINUTE           ... refilled per minute [6]
+  DISCODEIT_TRUSTED_PROXIES                    proxies whose X-Real-IP / X-Forwarded-For name the client,
+                                               comma-separated IPs or CIDRs [unset: none]
   DISCODEIT_SSE_REPLAY_MAX_EVENTS              SSE events kept per user for replay [1000]
   DISCODEIT_SSE_REPLAY_MAX_AGE_SECONDS         SSE replay horizon [3600]
   DISCODEIT_SSE_KEEPALIVE_SECONDS              SSE keep-alive interval [15]
@@ -52,6 +59,14 @@ Configuration comes from environment variables (defaults in brackets):
   RUST_LOG                                     log filter [info]
 ";
 
+/// JWT secrets published as fallbacks for deployments (compose.yaml's old default): anyone can
+/// read them, so a server using one would accept tokens anybody can forge. Test-only secrets
+/// (the test harnesses') are not on the list: no deployment falls back to them.
+pub const PUBLISHED_JWT_SECRETS: &[&str] = &["insecure-local-secret-change-me-0123456789abcdef"];
+
+/// Admin passwords published as defaults (compose.yaml's and scripts/run.sh's old fallback).
+pub const PUBLISHED_ADMIN_PASSWORDS: &[&str] = &["admin1234!"];
+
 /// The validated server configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -72,6 +87,11 @@ pub struct Config {
     pub max_attachments: usize,
     pub max_batch_ids: usize,
     pub csrf_enabled: bool,
+    pub auth_ip_burst: u32,
+    pub auth_ip_per_minute: u32,
+    pub auth_username_burst: u32,
+    pub auth_username_per_minute: u32,
+    pub trusted_proxies: Vec<Cidr>,
     pub sse_replay_max_events: usize,
     pub sse_replay_max_age: Duration,
     pub sse_keepalive: Duration,
@@ -120,6 +140,53 @@ impl Faults {
     }
 }
 
+/// An IP network (`10.0.0.0/8`, `::1/128`, or one address), for trusted proxies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let addr = canonical(addr);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |ip: IpAddr| -> u128 {
+            match ip {
+                IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
+                IpAddr::V6(v) => u128::from(v),
+            }
+        };
+        let ip = canonical(ip);
+        if ip.is_ipv4() != self.addr.is_ipv4() {
+            return false;
+        }
+        if self.prefix == 0 {
+            return true;
+        }
+        // IPv4 sits in the top 32 bits, so one mask fits both families.
+        let mask = u128::MAX << (128 - u32::from(self.prefix));
+        bits(ip) & mask == bits(self.addr) & mask
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, what a dual-stack socket reports) as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
 /// The admin account created at start-up when neither its name nor its e-mail exists.
 #[derive(Clone, Debug)]
 pub struct AdminBootstrap {
@@ -155,6 +222,12 @@ impl Config {
         if jwt_secret.len() < 32 {
             return Err("SECURITY_JWT_SECRET must be at least 32 bytes".into());
         }
+        if PUBLISHED_JWT_SECRETS.contains(&jwt_secret.as_str()) {
+            return Err(
+                "SECURITY_JWT_SECRET is a published default: anyone could forge tokens; set your own"
+                    .into(),
+            );
+        }
         let access = parse_num("SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS", 600)?;
         let refresh = parse_num("SECURITY_JWT_REFRESH_TOKEN_VALIDITY_SECONDS", 604_800)?;
         if access == 0 || refresh == 0 {
@@ -173,6 +246,11 @@ impl Config {
             var("DISCODEIT_ADMIN_PASSWORD"),
         ) {
             (None, None, None) => None,
+            (Some(_), Some(_), Some(password))
+                if PUBLISHED_ADMIN_PASSWORDS.contains(&password.as_str()) =>
+            {
+                return Err("DISCODEIT_ADMIN_PASSWORD is a published default: set your own".into())
+            }
             (Some(username), Some(email), Some(password)) => Some(AdminBootstrap {
                 username,
                 email,
@@ -204,6 +282,20 @@ impl Config {
                 n => Ok(n as usize),
             }
         };
+        let small = |k: &str, default: u64| -> Result<u32, String> {
+            u32::try_from(parse_num(k, default)?).map_err(|_| format!("{k} is too large"))
+        };
+        let trusted_proxies = var("DISCODEIT_TRUSTED_PROXIES")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Cidr::parse(s).ok_or_else(|| {
+                    format!("DISCODEIT_TRUSTED_PROXIES: {s:?} is not an IP address or CIDR")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let pool = parse_num("DATABASE_POOL_SIZE", 32)?;
         if pool == 0 {
             return Err("DATABASE_POOL_SIZE must be at least 1".into());
@@ -232,6 +324,11 @@ impl Config {
             max_attachments: at_least_one("DISCODEIT_MAX_ATTACHMENTS", 10)?,
             max_batch_ids: at_least_one("DISCODEIT_MAX_BATCH_IDS", 200)?,
             csrf_enabled,
+            auth_ip_burst: small("DISCODEIT_AUTH_IP_BURST", 30)?,
+            auth_ip_per_minute: small("DISCODEIT_AUTH_IP_PER_MINUTE", 30)?,
+            auth_username_burst: small("DISCODEIT_AUTH_USERNAME_BURST", 10)?,
+            auth_username_per_minute: small("DISCODEIT_AUTH_USERNAME_PER_MINUTE", 6)?,
+            trusted_proxies,
             sse_replay_max_events: parse_num("DISCODEIT_SSE_REPLAY_MAX_EVENTS", 1000)? as usize,
             sse_replay_max_age: Duration::from_secs(parse_num(
                 "DISCODEIT_SSE_REPLAY_MAX_AGE_SECONDS",
@@ -312,6 +409,55 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.contains("go together"));
+    }
+
+    #[test]
+    fn published_defaults_are_refused() {
+        let e = cfg(&[
+            ("DATABASE_URL", "x"),
+            ("SECURITY_JWT_SECRET", PUBLISHED_JWT_SECRETS[0]),
+        ])
+        .unwrap_err();
+        assert!(e.contains("published default"), "{e}");
+        let e = cfg(&[
+            ("DATABASE_URL", "x"),
+            ("SECURITY_JWT_SECRET", SECRET),
+            ("DISCODEIT_ADMIN_USERNAME", "admin"),
+            ("DISCODEIT_ADMIN_EMAIL", "a@x"),
+            ("DISCODEIT_ADMIN_PASSWORD", "admin1234!"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("DISCODEIT_ADMIN_PASSWORD is a published default"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cidrs() {
+        let net = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
+        assert!(!net.contains("::1".parse().unwrap()));
+        let one = Cidr::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let v6 = Cidr::parse("fd00::/8").unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("fe80::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("nope").is_none());
+        let e = cfg(&[
+            ("DATABASE_URL", "x"),
+            ("SECURITY_JWT_SECRET", SECRET),
+            ("DISCODEIT_TRUSTED_PROXIES", "10.0.0.0/8, bad"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("DISCODEIT_TRUSTED_PROXIES"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Login, token issue and refresh rotation, logout, request authentication, role changes.
 
 use serde::Deserialize;
+use std::net::IpAddr;
 use uuid::Uuid;
 
 use super::{epoch_now, Services};
@@ -90,8 +91,15 @@ impl Services {
         ))
     }
 
-    /// Password login by exact username; replaces any earlier session of the user.
-    pub async fn login(&self, username: &str, password: &str) -> ApiResult<TokenPair> {
+    /// Password login by exact username; replaces any earlier session of the user. Attempts
+    /// are rate-limited per client IP and per username.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> ApiResult<TokenPair> {
+        self.throttle_attempt(client, username)?;
         let db = self.db.client().await?;
         let user = users::find_by_username(&**db, username)
             .await?

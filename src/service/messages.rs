@@ -143,6 +143,9 @@ impl Services {
         if page < 0 {
             return Err(ApiError::invalid_request("page must not be negative"));
         }
+        let offset = page
+            .checked_mul(size)
+            .ok_or_else(|| ApiError::invalid_request("page * size is too large"))?;
         let cursor = match q.cursor.as_deref() {
             None | Some("") => Utc::now() + chrono::Duration::seconds(1),
             Some(raw) => parse_instant(raw)
@@ -164,7 +167,7 @@ impl Services {
         {
             return Err(ApiError::denied());
         }
-        let mut rows = messages::page(&**db, q.channel_id, cursor, size + 1, page * size).await?;
+        let mut rows = messages::page(&**db, q.channel_id, cursor, size + 1, offset).await?;
         let has_next = rows.len() as i64 > size;
         rows.truncate(size as usize);
         Ok(PageResponse {

@@ -1,6 +1,7 @@
 //! Users: sign-up, listing with `online`, profile update, deletion, admin bootstrap.
 
 use serde::Deserialize;
+use std::net::IpAddr;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -52,15 +53,17 @@ fn duplicate_from(
 }
 
 impl Services {
-    /// `POST /api/users`.
+    /// `POST /api/users`; attempts are rate-limited per client IP and per username.
     pub async fn create_user(
         self: &Arc<Self>,
         req: UserCreateRequest,
         profile: Option<Upload>,
         request_id: String,
+        client: IpAddr,
     ) -> ApiResult<UserDto> {
         let mut c = Checks::new();
         let username = req.username.unwrap_or_default();
+        self.throttle_attempt(client, &username)?;
         let email = req.email.unwrap_or_default();
         let pw = req.password.unwrap_or_default();
         c.username("username", &username);

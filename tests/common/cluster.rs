@@ -212,6 +212,8 @@ impl Cluster {
                     .env("DISCODEIT_ADMIN_USERNAME", ADMIN)
                     .env("DISCODEIT_ADMIN_EMAIL", "admin@discodeit.test")
                     .env("DISCODEIT_ADMIN_PASSWORD", ADMIN_PASSWORD)
+                    .env("DISCODEIT_AUTH_IP_BURST", "0")
+                    .env("DISCODEIT_AUTH_USERNAME_BURST", "0")
                     .env(
                         "RUST_LOG",
                         std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),

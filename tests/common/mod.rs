@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const ADMIN: &str = "admin";
-pub const ADMIN_PASSWORD: &str = "admin1234!";
+pub const ADMIN_PASSWORD: &str = "test-admin-pw-9!";
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
 /// A running server process with its own database and storage directory.
@@ -90,6 +90,10 @@ impl TestServer {
             .env("DISCODEIT_ADMIN_USERNAME", ADMIN)
             .env("DISCODEIT_ADMIN_EMAIL", "admin@discodeit.test")
             .env("DISCODEIT_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            // Tests sign up and log in many users from 127.0.0.1; tests/throttle.rs turns
+            // the login throttle on.
+            .env("DISCODEIT_AUTH_IP_BURST", "0")
+            .env("DISCODEIT_AUTH_USERNAME_BURST", "0")
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -103,7 +103,8 @@ async fn read_login(ctx: &mut Ctx) -> ApiResult<(String, String)> {
 
 pub async fn login(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {
     let (username, password) = read_login(ctx).await?;
-    let pair = app.services.login(&username, &password).await?;
+    let client = ctx.client_ip(&app.config.trusted_proxies);
+    let pair = app.services.login(&username, &password, client).await?;
     set_refresh(ctx, &pair.refresh);
     let body = serde_json::to_vec(&pair.access).unwrap_or_default();
     Ok(response::with_body(StatusCode::OK, JSON_UTF8, body))

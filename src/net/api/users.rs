@@ -25,7 +25,12 @@ pub async fn create(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {
     let profile = form.files("profile").into_iter().next();
     let dto = app
         .services
-        .create_user(req, profile, ctx.request_id.clone())
+        .create_user(
+            req,
+            profile,
+            ctx.request_id.clone(),
+            ctx.client_ip(&app.config.trusted_proxies),
+        )
         .await?;
     Ok(response::json(StatusCode::CREATED, &dto))
 }
