@@ -1,8 +1,9 @@
 //! Issue 11, finding 1: no single event can wedge the event pipeline (Kafka mode, real tansu).
 //!
-//! Over real connections: a STOMP SEND whose destination carries a NUL, or whose body does,
-//! is refused with an ERROR frame, and the pipeline behind it keeps flowing (a logout still
-//! closes the user's live STOMP session at once). Directly: the outbox writer and the relay,
+//! Over real connections: a STOMP SEND whose destination carries a NUL is refused with an
+//! ERROR frame, one whose body carries a NUL (legal STOMP) is delivered intact, and the
+//! pipeline behind them keeps flowing (a logout still closes the user's live STOMP session at
+//! once). Directly: the outbox writer and the relay,
 //! handed events PostgreSQL or the producer can never take, move them to `dead_letters` and
 //! write/send everything behind them in order.
 
@@ -46,7 +47,7 @@ async fn kafka_server() -> TestServer {
 }
 
 #[tokio::test]
-async fn poison_sends_are_refused_and_a_logout_still_closes_the_session_at_once() {
+async fn poison_sends_are_refused_nul_bodies_delivered_and_a_logout_still_closes_the_session() {
     let server = kafka_server().await;
     let mut alice = server.client();
     alice.register("alice").await;
@@ -67,7 +68,8 @@ async fn poison_sends_are_refused_and_a_logout_still_closes_the_session_at_once(
         .await;
     assert_eq!(e.header("content-type"), Some("text/plain"));
 
-    // A NUL in the body (legal STOMP with content-length): refused at the service boundary.
+    // A NUL in the body is legal STOMP (with content-length) and no poison: the outbox keeps
+    // the event as JSON, where it is the escape \u0000. It arrives intact through Kafka.
     let mut c = StompClient::connected(&server.base, Kind::Raw, &bob_token).await;
     c.send(
         &Frame::new(Command::Send)
@@ -77,7 +79,20 @@ async fn poison_sends_are_refused_and_a_logout_still_closes_the_session_at_once(
             .body(&b"a\0b"[..]),
     )
     .await;
-    c.expect_error_and_close("the body must not contain NUL characters")
+    assert_eq!(c.next_frame(WAIT).await.unwrap().command, Command::Receipt);
+    let m = listener.next_frame(WAIT).await.expect("MESSAGE");
+    assert_eq!(m.command, Command::Message);
+    assert_eq!(&m.body[..], b"a\0b");
+
+    // A body that is not UTF-8 text is refused at the service boundary.
+    c.send(
+        &Frame::new(Command::Send)
+            .with_header("destination", "/sub/room")
+            .with_header("receipt", "r3")
+            .body(&b"\xff\xfe"[..]),
+    )
+    .await;
+    c.expect_error_and_close("the body must be UTF-8 text")
         .await;
 
     // The pipeline still flows: a good SEND reaches the subscriber through the outbox and Kafka.
@@ -85,7 +100,7 @@ async fn poison_sends_are_refused_and_a_logout_still_closes_the_session_at_once(
     c.send(
         &Frame::new(Command::Send)
             .with_header("destination", "/sub/room")
-            .with_header("receipt", "r3")
+            .with_header("receipt", "r4")
             .body(&b"still flowing"[..]),
     )
     .await;
@@ -108,7 +123,7 @@ async fn poison_sends_are_refused_and_a_logout_still_closes_the_session_at_once(
         "the logged-out session must close"
     );
     eprintln!("session closed {:?} after the logout", t.elapsed());
-    // Nothing poisonous got as far as the pipeline.
+    // Nothing poisonous got as far as the pipeline, and nothing had to be set aside.
     assert_eq!(server.count("SELECT count(*) FROM dead_letters").await, 0);
 }
 
@@ -279,18 +294,21 @@ async fn the_relay_dead_letters_rows_it_can_never_send_and_publishes_the_rest_in
     })
     .await;
     assert_eq!(sent, vec![1, 5]);
-    let dead = c
-        .query(
-            "SELECT source, outbox_id, kind, error FROM dead_letters ORDER BY outbox_id",
-            &[],
-        )
-        .await
-        .unwrap();
-    let dead: Vec<(String, i64, String, String)> = dead
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    assert_eq!(dead.len(), 3, "{dead:?}");
+    let dead: Vec<(String, i64, String, String)> = eventually(20, || async {
+        let rows = c
+            .query(
+                "SELECT source, outbox_id, kind, error FROM dead_letters ORDER BY outbox_id",
+                &[],
+            )
+            .await
+            .unwrap();
+        (rows.len() == 3).then(|| {
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect()
+        })
+    })
+    .await;
     assert!(dead.iter().all(|d| d.0 == "relay"));
     assert_eq!(dead.iter().map(|d| d.1).collect::<Vec<_>>(), vec![2, 3, 4]);
     assert!(dead[0].3.contains("unknown family"), "{}", dead[0].3);

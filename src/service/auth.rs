@@ -266,15 +266,15 @@ impl Services {
                 .await
                 .map_err(|_| "token revoked".to_string()),
             Err(JwtError::Expired(claims)) => {
+                let active = self.registry.is_active(claims.sid).await.unwrap_or(false);
+                if !active {
+                    return Err("token expired".into());
+                }
                 let grace = self.config.stomp_expired_token_grace.as_secs() as i64;
                 if now - claims.exp > grace {
                     return Err(format!(
                         "token expired more than {grace} seconds ago: refresh it and reconnect"
                     ));
-                }
-                let active = self.registry.is_active(claims.sid).await.unwrap_or(false);
-                if !active {
-                    return Err("token expired".into());
                 }
                 self.principal_of(token, *claims)
                     .await

@@ -7,18 +7,13 @@ use crate::error::{ApiError, ApiResult};
 
 impl Services {
     /// Publishes a client's message to a plain broker destination. The body must be UTF-8
-    /// text without NUL characters (NUL is valid STOMP with `content-length`, but it is not
-    /// text: PostgreSQL refuses it in text columns and many clients end a string at it), and
-    /// its event must fit a Kafka record; either refusal reaches the sender, so nothing is
-    /// accepted here that could fail later in the pipeline.
+    /// text; NUL characters are fine (STOMP bodies may carry them with `content-length`, and
+    /// the outbox stores the event as JSON, where a NUL is the escape `\u0000`). Its event must
+    /// fit a Kafka record. Either refusal reaches the sender, so nothing is accepted here that
+    /// could fail later in the pipeline.
     pub fn publish_broker_message(&self, destination: &str, body: &[u8]) -> ApiResult<()> {
         let text = std::str::from_utf8(body)
             .map_err(|_| ApiError::invalid_request("the body must be UTF-8 text"))?;
-        if let Some(at) = text.find('\0') {
-            return Err(ApiError::invalid_request(format!(
-                "the body must not contain NUL characters (found one at byte {at})"
-            )));
-        }
         if destination.contains(char::is_control) {
             return Err(ApiError::invalid_request(
                 "the destination must not contain control characters",
