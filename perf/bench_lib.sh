@@ -14,7 +14,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 BENCH_ADMIN=admin
-BENCH_ADMIN_PASSWORD='admin1234!'
+BENCH_ADMIN_PASSWORD='bench-admin-pw-9!'
 LOADGEN="$DISCODEIT_ROOT/target/perf-loadgen/release/loadgen"
 SERVER_BIN="${SERVER_BIN:-$DISCODEIT_ROOT/target/release/discodeit}"
 
@@ -58,6 +58,7 @@ bench_server_start() {
         DISCODEIT_ADMIN_USERNAME="$BENCH_ADMIN" \
         DISCODEIT_ADMIN_EMAIL=admin@bench.local \
         DISCODEIT_ADMIN_PASSWORD="$BENCH_ADMIN_PASSWORD" \
+        DISCODEIT_AUTH_IP_BURST=0 DISCODEIT_AUTH_USERNAME_BURST=0 \
         DISCODEIT_SSE_KEEPALIVE_SECONDS="${BENCH_KEEPALIVE:-15}" \
         RUST_LOG="${BENCH_RUST_LOG:-warn}" \
         "$SERVER_BIN" >>"$BENCH_OUT/server.log" 2>&1 &

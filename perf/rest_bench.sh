@@ -73,7 +73,8 @@ env -i PATH="$PATH" \
     DISCODEIT_INSTANCE_ID=rest-bench \
     DISCODEIT_ADMIN_USERNAME=admin \
     DISCODEIT_ADMIN_EMAIL=admin@bench.local \
-    DISCODEIT_ADMIN_PASSWORD='admin1234!' \
+    DISCODEIT_ADMIN_PASSWORD='bench-admin-pw-9!' \
+    DISCODEIT_AUTH_IP_BURST=0 DISCODEIT_AUTH_USERNAME_BURST=0 \
     RUST_LOG=warn \
     "$BIN" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
@@ -93,7 +94,7 @@ JAR="$WORK/cookies"
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 XSRF=$(curl -fsS -c "$JAR" "$BASE/api/auth/csrf-token" | json_field token)
 TOKEN=$(curl -fsS -b "$JAR" -c "$JAR" -H "X-XSRF-TOKEN: $XSRF" -H 'Content-Type: application/json' \
-    -d '{"username":"admin","password":"admin1234!"}' "$BASE/api/auth/login" | tr -d '"')
+    -d '{"username":"admin","password":"bench-admin-pw-9!"}' "$BASE/api/auth/login" | tr -d '"')
 USER_ID=$(python3 -c 'import base64,json,sys; p=sys.argv[1].split(".")[1]; p+="="*(-len(p)%4); print(json.loads(base64.urlsafe_b64decode(p))["userDto"]["id"])' "$TOKEN")
 CHANNEL_ID=$(curl -fsS -b "$JAR" -H "Authorization: Bearer $TOKEN" -H "X-XSRF-TOKEN: $XSRF" \
     -H 'Content-Type: application/json' -d '{"name":"bench","description":"wrk"}' \

@@ -25,7 +25,16 @@ export SECURITY_JWT_SECRET
 
 export DISCODEIT_ADMIN_USERNAME="${DISCODEIT_ADMIN_USERNAME:-admin}"
 export DISCODEIT_ADMIN_EMAIL="${DISCODEIT_ADMIN_EMAIL:-admin@discodeit.local}"
-export DISCODEIT_ADMIN_PASSWORD="${DISCODEIT_ADMIN_PASSWORD:-admin1234!}"
+# Admin password: generated once and persisted like the secret (the server refuses published
+# defaults). An admin that already exists keeps the password it was created with.
+if [[ -z "${DISCODEIT_ADMIN_PASSWORD:-}" ]]; then
+    password_file="$DISCODEIT_DATA/admin-password"
+    if [[ ! -s $password_file ]]; then
+        (umask 077 && printf '%s!\n' "$(gen_secret | cut -c1-16)" >"$password_file")
+    fi
+    DISCODEIT_ADMIN_PASSWORD="$(tr -d '\n' <"$password_file")"
+fi
+export DISCODEIT_ADMIN_PASSWORD
 
 if [[ -f web/package.json ]]; then
     ensure_node_deps web

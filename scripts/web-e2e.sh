@@ -20,7 +20,9 @@ export DISCODEIT_WEB_DIR='$PWD/web/dist'
 export DISCODEIT_STORAGE_DIR='$work/storage'
 export DISCODEIT_ADMIN_USERNAME='admin'
 export DISCODEIT_ADMIN_EMAIL='admin@e2e.test'
-export DISCODEIT_ADMIN_PASSWORD='admin1234!'
+export DISCODEIT_ADMIN_PASSWORD='e2e-admin-pw-9!'
+# Many logins and sign-ups from 127.0.0.1: the login throttle is tested elsewhere.
+export DISCODEIT_AUTH_IP_BURST=0 DISCODEIT_AUTH_USERNAME_BURST=0
 export SECURITY_JWT_SECRET='$(gen_secret)'
 export RUST_LOG='${RUST_LOG:-warn}'
 ENV
@@ -43,6 +45,6 @@ trap '"$work/server.sh" stop; psql "$DISCODEIT_PG_ADMIN_URL" -qc "DROP DATABASE 
 "$work/server.sh" start
 
 export DISCODEIT_E2E_URL="http://127.0.0.1:$port"
-export DISCODEIT_E2E_ADMIN_USERNAME=admin DISCODEIT_E2E_ADMIN_PASSWORD='admin1234!'
+export DISCODEIT_E2E_ADMIN_USERNAME=admin DISCODEIT_E2E_ADMIN_PASSWORD='e2e-admin-pw-9!'
 export DISCODEIT_E2E_RESTART_CMD="$work/server.sh restart"
 npm --prefix web run "${1:-test:e2e}"

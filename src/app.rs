@@ -17,8 +17,10 @@ use crate::security::jwt::JwtCodec;
 use crate::security::metered_registry::MeteredRegistry;
 use crate::security::redis_registry::RedisRegistry;
 use crate::security::registry::{JwtRegistry, MemoryRegistry};
+use crate::security::throttle::{AuthThrottle, RateLimiter};
 use crate::service::Services;
 use crate::store::files::FileStore;
+use crate::store::upload_jobs::Owner;
 use crate::store::Db;
 
 /// Connects to the database, migrates, bootstraps the admin, builds the [`App`].
@@ -26,12 +28,19 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
     let config = Arc::new(config);
     let db = Db::connect(&config.database_url, config.database_pool_size)?;
     db.migrate().await?;
-    let files = FileStore::new(&config.storage_dir)
+    let mut files = FileStore::new(&config.storage_dir)
         .map_err(|e| format!("storage dir {}: {e}", config.storage_dir.display()))?;
+    if config.faults.upload_write_fails {
+        tracing::warn!("fault injection: every file write fails");
+        files = files.failing_writes();
+    }
     let (registry, memory) = session_registry(&config).await?;
     let registry: Arc<dyn JwtRegistry> = Arc::new(MeteredRegistry::new(registry));
     let bus = match &config.kafka_bootstrap {
-        Some(_) => EventBus::distributed(OutboxWriter::start(db.clone())),
+        Some(_) => EventBus::distributed(OutboxWriter::start(
+            db.clone(),
+            config.kafka_message_max_bytes,
+        )),
         None => EventBus::new(),
     };
     let services = Arc::new(Services {
@@ -41,6 +50,17 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
         jwt: JwtCodec::new(&config.jwt_secret),
         registry,
         config: config.clone(),
+        upload_owner: Owner {
+            instance_id: config.instance_id.clone(),
+            incarnation: uuid::Uuid::new_v4(),
+        },
+        throttle: AuthThrottle {
+            per_ip: RateLimiter::new(config.auth_ip_burst, config.auth_ip_per_minute),
+            per_username: RateLimiter::new(
+                config.auth_username_burst,
+                config.auth_username_per_minute,
+            ),
+        },
     });
     services
         .bootstrap_admin()
@@ -58,6 +78,7 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
         ready: start_event_pipeline(&config, &bus)?,
         accepting: AtomicBool::new(true),
     });
+    spawn_upload_recovery(services.clone());
     spawn_session_sweeper(services, memory);
     Ok(app)
 }
@@ -69,7 +90,8 @@ fn start_event_pipeline(config: &Arc<Config>, bus: &EventBus) -> Result<Arc<Atom
         return Ok(Arc::new(AtomicBool::new(true)));
     };
     let ready = Arc::new(AtomicBool::new(false));
-    let publisher = Arc::new(Publisher::new(config, servers)?);
+    let publisher =
+        Arc::new(Publisher::new(config, servers).map_err(|e| format!("kafka producer: {e}"))?);
     spawn_relay(config.database_url.clone(), publisher);
     start_consumer(config.clone(), servers.clone(), bus.clone(), ready.clone())?;
     tracing::info!("event bus: Kafka at {servers} through the outbox");
@@ -93,6 +115,19 @@ async fn session_registry(
         }
     }
     Ok((Arc::new(redis), None))
+}
+
+/// At start-up, then every minute: finish or fail uploads a crash left behind.
+fn spawn_upload_recovery(services: Arc<Services>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = services.recover_uploads().await {
+                tracing::warn!("upload recovery: {e}");
+            }
+        }
+    });
 }
 
 /// Every few seconds: users whose access session lapsed go offline (`users.refresh`), and
@@ -121,6 +156,7 @@ fn spawn_session_sweeper(services: Arc<Services>, memory: Option<Arc<MemoryRegis
 pub async fn run(config: Config) -> Result<(), String> {
     let addr = config.addr;
     let admin_addr = config.admin_addr;
+    crate::fd_limit::raise_and_log(config.database_pool_size);
     let app = build(config).await?;
     let listener = TcpListener::bind(addr)
         .await

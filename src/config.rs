@@ -1,7 +1,7 @@
 //! Configuration from environment variables. Every variable is listed in [`KNOWN_VARS`] (which
 //! `--help` prints) and in README's configuration table.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ pub const KNOWN_VARS: &[Var] = &[
     v("DATABASE_POOL_SIZE", "PostgreSQL connections [32]"),
     v(
         "SECURITY_JWT_SECRET",
-        "HMAC secret, at least 32 bytes [required]",
+        "HMAC secret, at least 32 bytes, not a published default [required]",
     ),
     v(
         "SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS",
@@ -38,6 +38,10 @@ pub const KNOWN_VARS: &[Var] = &[
     v(
         "SECURITY_JWT_REFRESH_TOKEN_VALIDITY_SECONDS",
         "refresh token lifetime [604800]",
+    ),
+    v(
+        "DISCODEIT_STOMP_EXPIRED_TOKEN_GRACE_SECONDS",
+        "how long past its expiry an access token of a live session still opens a STOMP session [access token lifetime]",
     ),
     v(
         "DISCODEIT_STORAGE_DIR",
@@ -53,7 +57,10 @@ pub const KNOWN_VARS: &[Var] = &[
         "bootstrap admin user name [unset: no admin]",
     ),
     v("DISCODEIT_ADMIN_EMAIL", "bootstrap admin e-mail"),
-    v("DISCODEIT_ADMIN_PASSWORD", "bootstrap admin password"),
+    v(
+        "DISCODEIT_ADMIN_PASSWORD",
+        "bootstrap admin password, not a published default",
+    ),
     v(
         "DISCODEIT_MAX_FILE_BYTES",
         "upload limit per file [10485760]",
@@ -61,6 +68,29 @@ pub const KNOWN_VARS: &[Var] = &[
     v(
         "DISCODEIT_MAX_REQUEST_BYTES",
         "upload limit per request [31457280]",
+    ),
+    v(
+        "DISCODEIT_MAX_PARTICIPANTS",
+        "participantIds per private channel [100]",
+    ),
+    v("DISCODEIT_MAX_ATTACHMENTS", "attachments per message [10]"),
+    v(
+        "DISCODEIT_MAX_BATCH_IDS",
+        "ids per batch query (binaryContentIds) [200]",
+    ),
+    v(
+        "DISCODEIT_AUTH_IP_BURST",
+        "login/sign-up attempts per client IP at once; 0 = off [30]",
+    ),
+    v("DISCODEIT_AUTH_IP_PER_MINUTE", "... refilled per minute [30]"),
+    v(
+        "DISCODEIT_AUTH_USERNAME_BURST",
+        "login/sign-up attempts per username at once; 0 = off [10]",
+    ),
+    v("DISCODEIT_AUTH_USERNAME_PER_MINUTE", "... refilled per minute [6]"),
+    v(
+        "DISCODEIT_TRUSTED_PROXIES",
+        "proxies whose X-Real-IP / X-Forwarded-For name the client, comma-separated IPs or CIDRs [unset: none]",
     ),
     v(
         "DISCODEIT_CSRF_ENABLED",
@@ -159,6 +189,14 @@ pub const KNOWN_VARS: &[Var] = &[
         "KAFKA_HEARTBEAT_INTERVAL_MS",
         "consumer group heartbeat interval [1000]",
     ),
+    v(
+        "KAFKA_MESSAGE_MAX_BYTES",
+        "largest Kafka record, the producer's message.max.bytes; bigger events are refused before the outbox [1000000]",
+    ),
+    v(
+        "DISCODEIT_FAULT_INJECTION",
+        "test hooks, comma-separated; never in production [unset]: upload-write-fails, crash-after-upload-commit",
+    ),
     v("DISCODEIT_LOG_FORMAT", "text or json [text]"),
     v("RUST_LOG", "log filter [info]"),
 ];
@@ -207,6 +245,14 @@ impl LogFormat {
     }
 }
 
+/// JWT secrets published as fallbacks for deployments (compose.yaml's old default): anyone can
+/// read them, so a server using one would accept tokens anybody can forge. Test-only secrets
+/// (the test harnesses') are not on the list: no deployment falls back to them.
+pub const PUBLISHED_JWT_SECRETS: &[&str] = &["insecure-local-secret-change-me-0123456789abcdef"];
+
+/// Admin passwords published as defaults (compose.yaml's and scripts/run.sh's old fallback).
+pub const PUBLISHED_ADMIN_PASSWORDS: &[&str] = &["admin1234!"];
+
 /// The validated server configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -219,13 +265,22 @@ pub struct Config {
     pub jwt_secret: Vec<u8>,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    pub stomp_expired_token_grace: Duration,
     pub storage_dir: PathBuf,
     pub web_dir: Option<PathBuf>,
     pub instance_id: String,
     pub admin: Option<AdminBootstrap>,
     pub max_file_bytes: usize,
     pub max_request_bytes: usize,
+    pub max_participants: usize,
+    pub max_attachments: usize,
+    pub max_batch_ids: usize,
     pub csrf_enabled: bool,
+    pub auth_ip_burst: u32,
+    pub auth_ip_per_minute: u32,
+    pub auth_username_burst: u32,
+    pub auth_username_per_minute: u32,
+    pub trusted_proxies: Vec<Cidr>,
     pub sse_replay_max_events: usize,
     pub sse_replay_max_age: Duration,
     pub sse_keepalive: Duration,
@@ -251,6 +306,86 @@ pub struct Config {
     pub kafka_partitions: i32,
     pub kafka_session_timeout_ms: u64,
     pub kafka_heartbeat_interval_ms: u64,
+    pub kafka_message_max_bytes: usize,
+    pub faults: Faults,
+}
+
+/// Test hooks (`DISCODEIT_FAULT_INJECTION`), all off by default: they let the upload
+/// recovery be tested with a real crash and real write failures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Every file write fails.
+    pub upload_write_fails: bool,
+    /// The process kills itself (SIGKILL) right after an upload's transaction commits, before
+    /// its bytes are moved into place and its status is updated.
+    pub crash_after_upload_commit: bool,
+}
+
+impl Faults {
+    fn parse(v: Option<String>) -> Result<Faults, String> {
+        let mut f = Faults::default();
+        for name in v.iter().flat_map(|v| v.split(',')).map(str::trim) {
+            match name {
+                "" => {}
+                "upload-write-fails" => f.upload_write_fails = true,
+                "crash-after-upload-commit" => f.crash_after_upload_commit = true,
+                other => {
+                    return Err(format!(
+                        "DISCODEIT_FAULT_INJECTION: unknown fault {other:?} \
+                         (known: upload-write-fails, crash-after-upload-commit)"
+                    ))
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// An IP network (`10.0.0.0/8`, `::1/128`, or one address), for trusted proxies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let addr = canonical(addr);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |ip: IpAddr| -> u128 {
+            match ip {
+                IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
+                IpAddr::V6(v) => u128::from(v),
+            }
+        };
+        let ip = canonical(ip);
+        if ip.is_ipv4() != self.addr.is_ipv4() {
+            return false;
+        }
+        if self.prefix == 0 {
+            return true;
+        }
+        // IPv4 sits in the top 32 bits, so one mask fits both families.
+        let mask = u128::MAX << (128 - u32::from(self.prefix));
+        bits(ip) & mask == bits(self.addr) & mask
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, what a dual-stack socket reports) as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
 }
 
 /// The admin account created at start-up when neither its name nor its e-mail exists.
@@ -302,17 +437,35 @@ impl Config {
         if jwt_secret.len() < 32 {
             return Err("SECURITY_JWT_SECRET must be at least 32 bytes".into());
         }
+        if PUBLISHED_JWT_SECRETS.contains(&jwt_secret.as_str()) {
+            return Err(
+                "SECURITY_JWT_SECRET is a published default: anyone could forge tokens; set your own"
+                    .into(),
+            );
+        }
         let access = parse_num("SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS", 600)?;
         let refresh = parse_num("SECURITY_JWT_REFRESH_TOKEN_VALIDITY_SECONDS", 604_800)?;
         if access == 0 || refresh == 0 {
             return Err("token validity must be at least 1 second".into());
         }
+        if access > refresh {
+            return Err(
+                "SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS must not exceed the refresh token validity"
+                    .into(),
+            );
+        }
+        let stomp_grace = parse_num("DISCODEIT_STOMP_EXPIRED_TOKEN_GRACE_SECONDS", access)?;
         let admin = match (
             var("DISCODEIT_ADMIN_USERNAME"),
             var("DISCODEIT_ADMIN_EMAIL"),
             var("DISCODEIT_ADMIN_PASSWORD"),
         ) {
             (None, None, None) => None,
+            (Some(_), Some(_), Some(password))
+                if PUBLISHED_ADMIN_PASSWORDS.contains(&password.as_str()) =>
+            {
+                return Err("DISCODEIT_ADMIN_PASSWORD is a published default: set your own".into())
+            }
             (Some(username), Some(email), Some(password)) => Some(AdminBootstrap {
                 username,
                 email,
@@ -338,9 +491,33 @@ impl Config {
             })
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "discodeit".into());
+        let at_least_one = |k: &str, default: u64| -> Result<usize, String> {
+            match parse_num(k, default)? {
+                0 => Err(format!("{k} must be at least 1")),
+                n => Ok(n as usize),
+            }
+        };
+        let small = |k: &str, default: u64| -> Result<u32, String> {
+            u32::try_from(parse_num(k, default)?).map_err(|_| format!("{k} is too large"))
+        };
+        let trusted_proxies = var("DISCODEIT_TRUSTED_PROXIES")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Cidr::parse(s).ok_or_else(|| {
+                    format!("DISCODEIT_TRUSTED_PROXIES: {s:?} is not an IP address or CIDR")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let pool = parse_num("DATABASE_POOL_SIZE", 32)?;
         if pool == 0 {
             return Err("DATABASE_POOL_SIZE must be at least 1".into());
+        }
+        let kafka_message_max_bytes = parse_num("KAFKA_MESSAGE_MAX_BYTES", 1_000_000)?;
+        if !(65_536..=1_000_000_000).contains(&kafka_message_max_bytes) {
+            return Err("KAFKA_MESSAGE_MAX_BYTES must be between 65536 and 1000000000".into());
         }
         Ok(Config {
             addr,
@@ -351,6 +528,7 @@ impl Config {
             jwt_secret: jwt_secret.into_bytes(),
             access_ttl: Duration::from_secs(access),
             refresh_ttl: Duration::from_secs(refresh),
+            stomp_expired_token_grace: Duration::from_secs(stomp_grace),
             storage_dir: var("DISCODEIT_STORAGE_DIR")
                 .unwrap_or_else(|| "./.data/storage".into())
                 .into(),
@@ -359,7 +537,15 @@ impl Config {
             admin,
             max_file_bytes: parse_num("DISCODEIT_MAX_FILE_BYTES", 10 * 1024 * 1024)? as usize,
             max_request_bytes: parse_num("DISCODEIT_MAX_REQUEST_BYTES", 30 * 1024 * 1024)? as usize,
+            max_participants: at_least_one("DISCODEIT_MAX_PARTICIPANTS", 100)?,
+            max_attachments: at_least_one("DISCODEIT_MAX_ATTACHMENTS", 10)?,
+            max_batch_ids: at_least_one("DISCODEIT_MAX_BATCH_IDS", 200)?,
             csrf_enabled,
+            auth_ip_burst: small("DISCODEIT_AUTH_IP_BURST", 30)?,
+            auth_ip_per_minute: small("DISCODEIT_AUTH_IP_PER_MINUTE", 30)?,
+            auth_username_burst: small("DISCODEIT_AUTH_USERNAME_BURST", 10)?,
+            auth_username_per_minute: small("DISCODEIT_AUTH_USERNAME_PER_MINUTE", 6)?,
+            trusted_proxies,
             sse_replay_max_events: parse_num("DISCODEIT_SSE_REPLAY_MAX_EVENTS", 1000)? as usize,
             sse_replay_max_age: Duration::from_secs(parse_num(
                 "DISCODEIT_SSE_REPLAY_MAX_AGE_SECONDS",
@@ -414,6 +600,8 @@ impl Config {
             kafka_partitions: parse_num("KAFKA_TOPIC_PARTITIONS", 4)?.clamp(1, 1024) as i32,
             kafka_session_timeout_ms: parse_num("KAFKA_SESSION_TIMEOUT_MS", 6000)?.max(1000),
             kafka_heartbeat_interval_ms: parse_num("KAFKA_HEARTBEAT_INTERVAL_MS", 1000)?.max(100),
+            kafka_message_max_bytes: kafka_message_max_bytes as usize,
+            faults: Faults::parse(var("DISCODEIT_FAULT_INJECTION"))?,
         })
     }
 }
@@ -525,5 +713,70 @@ mod tests {
         for v in KNOWN_VARS {
             assert!(help.contains(v.name) && help.contains(v.help), "{}", v.name);
         }
+    }
+
+    #[test]
+    fn published_defaults_are_refused() {
+        let e = cfg(&[
+            ("DATABASE_URL", "x"),
+            ("SECURITY_JWT_SECRET", PUBLISHED_JWT_SECRETS[0]),
+        ])
+        .unwrap_err();
+        assert!(e.contains("published default"), "{e}");
+        let e = cfg(&[
+            ("DATABASE_URL", "x"),
+            ("SECURITY_JWT_SECRET", SECRET),
+            ("DISCODEIT_ADMIN_USERNAME", "admin"),
+            ("DISCODEIT_ADMIN_EMAIL", "a@x"),
+            ("DISCODEIT_ADMIN_PASSWORD", "admin1234!"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("DISCODEIT_ADMIN_PASSWORD is a published default"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cidrs() {
+        let net = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
+        assert!(!net.contains("::1".parse().unwrap()));
+        let one = Cidr::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let v6 = Cidr::parse("fd00::/8").unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("fe80::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("nope").is_none());
+        let e = cfg(&[
+            ("DATABASE_URL", "x"),
+            ("SECURITY_JWT_SECRET", SECRET),
+            ("DISCODEIT_TRUSTED_PROXIES", "10.0.0.0/8, bad"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("DISCODEIT_TRUSTED_PROXIES"));
+    }
+
+    #[test]
+    fn fault_injection_is_off_by_default_and_names_are_checked() {
+        let base = [("DATABASE_URL", "x"), ("SECURITY_JWT_SECRET", SECRET)];
+        assert_eq!(cfg(&base).unwrap().faults, Faults::default());
+        let mut with = base.to_vec();
+        with.push((
+            "DISCODEIT_FAULT_INJECTION",
+            "upload-write-fails, crash-after-upload-commit",
+        ));
+        let f = cfg(&with).unwrap().faults;
+        assert!(f.upload_write_fails && f.crash_after_upload_commit);
+        let mut bad = base.to_vec();
+        bad.push(("DISCODEIT_FAULT_INJECTION", "everything"));
+        assert!(cfg(&bad).unwrap_err().contains("unknown fault"));
     }
 }

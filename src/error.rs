@@ -17,6 +17,8 @@ pub struct ApiError {
     pub exception_type: Cow<'static, str>,
     /// Set for errors the reference produces below the application (Spring's 403 body).
     pub framework: bool,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 type S = Cow<'static, str>;
@@ -30,6 +32,7 @@ impl ApiError {
             details: Map::new(),
             exception_type: exc.into(),
             framework: false,
+            retry_after: None,
         }
     }
 
@@ -63,6 +66,14 @@ impl ApiError {
             "InvalidRequestException",
         )
         .detail("reason", why.into())
+    }
+
+    /// 400 for a client-supplied collection over its configured cap: names the field and the
+    /// limit, in the reason and as details.
+    pub fn too_many(field: &str, limit: usize) -> Self {
+        Self::invalid_request(format!("{field}: at most {limit} allowed"))
+            .detail("field", field)
+            .detail("limit", limit as u64)
     }
 
     pub fn private_channel_update(channel_id: uuid::Uuid) -> Self {
@@ -257,6 +268,20 @@ impl ApiError {
             "HttpMediaTypeNotSupportedException",
         )
         .detail("contentType", got)
+    }
+
+    /// 429 for a rate limit: names the limit, says when to retry (also as `Retry-After`).
+    pub fn too_many_requests(limit: &str, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            429,
+            "TOO_MANY_REQUESTS",
+            "요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.",
+            "TooManyRequestsException",
+        )
+        .detail("limit", limit)
+        .detail("retryAfterSeconds", retry_after_secs);
+        e.retry_after = Some(retry_after_secs);
+        e
     }
 
     pub fn service_unavailable(what: &str) -> Self {

@@ -10,6 +10,7 @@ pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod fd_limit;
 pub mod net;
 pub mod proto;
 pub mod security;

@@ -31,6 +31,17 @@ fn help_lists_every_variable() {
         "DISCODEIT_ADMIN_PASSWORD",
         "REDIS_URL",
         "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_MESSAGE_MAX_BYTES",
+        "DISCODEIT_MAX_PARTICIPANTS",
+        "DISCODEIT_MAX_ATTACHMENTS",
+        "DISCODEIT_MAX_BATCH_IDS",
+        "DISCODEIT_STOMP_EXPIRED_TOKEN_GRACE_SECONDS",
+        "DISCODEIT_AUTH_IP_BURST",
+        "DISCODEIT_AUTH_IP_PER_MINUTE",
+        "DISCODEIT_AUTH_USERNAME_BURST",
+        "DISCODEIT_AUTH_USERNAME_PER_MINUTE",
+        "DISCODEIT_TRUSTED_PROXIES",
+        "DISCODEIT_FAULT_INJECTION",
         "RUST_LOG",
     ] {
         assert!(text.contains(var), "--help misses {var}");
@@ -80,6 +91,35 @@ fn invalid_configuration_exits_2_with_one_line() {
                 ("SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS", "ten"),
             ],
             "SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS",
+        ),
+        // Published defaults (compose.yaml's old fallbacks) refuse to start.
+        (
+            vec![
+                ("DATABASE_URL", "postgres://x@127.0.0.1/db"),
+                (
+                    "SECURITY_JWT_SECRET",
+                    "insecure-local-secret-change-me-0123456789abcdef",
+                ),
+            ],
+            "SECURITY_JWT_SECRET is a published default",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", "postgres://x@127.0.0.1/db"),
+                ("SECURITY_JWT_SECRET", secret),
+                ("DISCODEIT_ADMIN_USERNAME", "admin"),
+                ("DISCODEIT_ADMIN_EMAIL", "admin@discodeit.local"),
+                ("DISCODEIT_ADMIN_PASSWORD", "admin1234!"),
+            ],
+            "DISCODEIT_ADMIN_PASSWORD is a published default",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", "postgres://x@127.0.0.1/db"),
+                ("SECURITY_JWT_SECRET", secret),
+                ("DISCODEIT_TRUSTED_PROXIES", "nginx"),
+            ],
+            "DISCODEIT_TRUSTED_PROXIES",
         ),
     ] {
         let out = run(&env, &[]);

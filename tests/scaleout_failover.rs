@@ -13,11 +13,10 @@ mod stomp;
 
 use cluster::{Cluster, ResilientSse};
 use common::*;
-use discodeit::proto::stomp::Command;
 use recovering::stomp_reader;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 
 const CLIENTS: usize = 6;

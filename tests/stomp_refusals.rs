@@ -380,8 +380,13 @@ async fn logout_closes_the_live_session_and_the_token_is_refused_after() {
 
 #[tokio::test]
 async fn expired_token_is_accepted_only_while_its_login_session_is_active() {
-    let server =
-        TestServer::start_with(&[("SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS", "1")]).await;
+    // The grace for expired tokens (one access-token lifetime by default) is raised so the
+    // steps below cannot outlast it; tests/session_life.rs tests the bound itself.
+    let server = TestServer::start_with(&[
+        ("SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS", "1"),
+        ("DISCODEIT_STOMP_EXPIRED_TOKEN_GRACE_SECONDS", "60"),
+    ])
+    .await;
     let mut alice = server.client();
     alice.register("alice").await;
     let first = alice.token.clone().unwrap();

@@ -13,7 +13,7 @@
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -24,10 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-use super::outbox::OutboxRow;
+use super::error::PipelineError;
 use super::EventBus;
 use crate::config::Config;
 use crate::domain::{Audience, Event};
+use crate::store::outbox::OutboxRow;
 
 /// How many recent outbox ids a consumer remembers to drop duplicates.
 const DEDUP_WINDOW: usize = 65_536;
@@ -121,6 +122,16 @@ pub fn route(e: &Event) -> (Family, String) {
     }
 }
 
+/// Bytes a record needs beyond its key and event JSON: the envelope (`{"seq":…,"event":…}`)
+/// and librdkafka's per-record framing, with room to spare.
+pub const RECORD_OVERHEAD: usize = 512;
+
+/// The size librdkafka's `message.max.bytes` check sees for a record with this key and event
+/// JSON (an upper bound).
+pub fn record_bytes(key: &str, event_json: &str) -> usize {
+    key.len() + event_json.len() + RECORD_OVERHEAD
+}
+
 /// What travels in a record: the event and its outbox id.
 #[derive(Serialize, Deserialize)]
 struct Envelope {
@@ -155,35 +166,55 @@ pub struct Publisher {
     prefix: String,
 }
 
+/// What one [`Publisher::send`] round achieved.
+#[derive(Debug, Default)]
+pub struct SendOutcome {
+    /// Outbox ids Kafka acknowledged.
+    pub sent: Vec<i64>,
+    /// Rows that can never be sent (permanent errors), with why: to be dead-lettered.
+    pub dead: Vec<(i64, PipelineError)>,
+    /// Set when the round stopped early on a transient error; the unsent rest is retried.
+    pub stalled: Option<PipelineError>,
+}
+
 impl Publisher {
-    pub fn new(config: &Config, servers: &str) -> Result<Self, String> {
+    pub fn new(config: &Config, servers: &str) -> Result<Self, PipelineError> {
+        let max = config.kafka_message_max_bytes.to_string();
         let producer: FutureProducer = base_config(config, servers)
             // Idempotence keeps a partition's order through internal retries.
             .set("enable.idempotence", "true")
             .set("linger.ms", "2")
             .set("message.timeout.ms", "60000")
-            .create()
-            .map_err(|e| format!("kafka producer: {e}"))?;
+            // The record size limit, explicitly: the outbox refuses events over it before
+            // they are written, and a record the producer still refuses is dead-lettered.
+            .set("message.max.bytes", &max)
+            .set("batch.size", &max)
+            .create()?;
         Ok(Publisher {
             producer,
             prefix: config.kafka_topic_prefix.clone(),
         })
     }
 
-    /// Publishes `rows` in order; returns the ids delivered, a prefix of `rows` (the rest is
-    /// retried later, so nothing overtakes an undelivered row for long).
-    pub async fn send(&self, rows: &[OutboxRow]) -> Vec<i64> {
+    /// Publishes `rows` in order. A row that can never be sent (unknown family, not an event,
+    /// too large, refused by the broker for itself) is reported in `dead` and does not hold
+    /// up the rows behind it; a transient failure ends the round (`stalled`) so the unsent
+    /// rest is retried in order later.
+    pub async fn send(&self, rows: &[OutboxRow]) -> SendOutcome {
+        let mut out = SendOutcome::default();
         let mut pending = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(family) = Family::parse(&row.family) else {
-                tracing::error!("outbox row {} has unknown family {:?}", row.id, row.family);
-                break;
+                let why = format!("unknown family {:?}", row.family);
+                out.dead.push((row.id, PipelineError::Malformed(why)));
+                continue;
             };
             let payload = match envelope(row) {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::error!("outbox row {} is not an event: {e}", row.id);
-                    break;
+                    let why = format!("the payload is not an event: {e}");
+                    out.dead.push((row.id, PipelineError::Malformed(why)));
+                    continue;
                 }
             };
             let topic = topic_name(&self.prefix, family);
@@ -191,23 +222,34 @@ impl Publisher {
             match self.producer.send_result(record) {
                 Ok(delivery) => pending.push((row.id, delivery)),
                 Err((e, _)) => {
-                    tracing::warn!("kafka enqueue: {e}");
-                    break;
+                    let e = PipelineError::from(e);
+                    if e.is_transient() {
+                        out.stalled = Some(e);
+                        break;
+                    }
+                    out.dead.push((row.id, e));
                 }
             }
         }
-        let mut sent = Vec::with_capacity(pending.len());
         for (id, delivery) in pending {
             match delivery.await {
-                Ok(Ok(_)) => sent.push(id),
+                Ok(Ok(_)) => out.sent.push(id),
                 Ok(Err((e, _))) => {
-                    tracing::warn!("kafka delivery of outbox row {id}: {e}");
+                    let e = PipelineError::from(e);
+                    if e.is_transient() {
+                        out.stalled = Some(e);
+                        break;
+                    }
+                    out.dead.push((id, e));
+                }
+                Err(_) => {
+                    // The producer is shutting down; the rest is retried by whoever leads.
+                    out.stalled = Some(PipelineError::Kafka(KafkaError::Canceled));
                     break;
                 }
-                Err(_) => break,
             }
         }
-        sent
+        out
     }
 }
 

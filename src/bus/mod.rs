@@ -12,6 +12,7 @@
 //! subscribers are internal dispatchers that only push into bounded per-connection queues, so
 //! their queues stay short.
 
+pub mod error;
 pub mod kafka;
 pub mod outbox;
 
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::domain::Event;
+use error::PipelineError;
 use outbox::OutboxWriter;
 
 /// A cheap-to-clone handle on the bus.
@@ -48,6 +50,11 @@ impl EventBus {
         self.outbox.is_some()
     }
 
+    /// The outbox writer in multi-instance mode.
+    pub fn outbox(&self) -> Option<&OutboxWriter> {
+        self.outbox.as_ref()
+    }
+
     /// Registers a subscriber; it receives every event delivered from now on, in order.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<Arc<Event>> {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -64,6 +71,18 @@ impl EventBus {
         match &self.outbox {
             Some(w) => w.append(event),
             None => self.deliver_local(Arc::new(event)),
+        }
+    }
+
+    /// Like [`EventBus::publish`], but refuses (instead of dead-lettering) an event that could
+    /// never be sent, so the caller can tell its client.
+    pub fn try_publish(&self, event: Event) -> Result<(), PipelineError> {
+        match &self.outbox {
+            Some(w) => w.try_append(event),
+            None => {
+                self.deliver_local(Arc::new(event));
+                Ok(())
+            }
         }
     }
 

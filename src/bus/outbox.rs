@@ -6,142 +6,230 @@
 //! One relay at a time (the instance holding a PostgreSQL advisory lock) keeps the global
 //! order; when it dies its database session ends, the lock is released and another instance
 //! takes over within a second. Writers `NOTIFY` on commit so the relay wakes at once.
+//!
+//! Neither the writer nor the relay ever stalls on one event: an error is classified once
+//! ([`PipelineError::is_transient`]); transient ones (database or broker down) are retried,
+//! an event that can never be written or sent goes to `dead_letters` with a warning, and
+//! everything behind it flows on. The SQL lives in [`crate::store::outbox`].
 
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_postgres::{AsyncMessage, GenericClient, NoTls};
 
+use super::error::PipelineError;
 use super::kafka::{self, Publisher};
 use crate::domain::Event;
-use crate::error::{ApiError, ApiResult};
-use crate::store::Db;
+use crate::store::outbox::{self as rows, DeadLetterSource, OutboxRecord};
+use crate::store::{Db, StoreError};
 
-/// The `LISTEN`/`NOTIFY` channel that wakes the relay.
-const CHANNEL: &str = "discodeit_outbox";
-/// `pg_advisory_lock` key of the relay leadership.
-const LEADER_LOCK: i64 = 7_262_022;
-/// Rows published per round.
-const BATCH: i64 = 500;
+/// Rows published per round, and events appended per writer transaction.
+const BATCH: usize = 500;
 /// How often a follower tries to become the relay, and the leader re-checks without a NOTIFY.
 const POLL: Duration = Duration::from_secs(1);
-/// Sent rows are kept this long (for inspection), then deleted.
-const KEEP_SENT: &str = "10 minutes";
+/// Pause before retrying after a transient failure.
+const RETRY: Duration = Duration::from_millis(500);
 
-/// One pending row.
-#[derive(Debug, Clone)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub family: String,
-    pub key: String,
-    pub payload: String,
-}
-
-/// Appends `events` in the caller's transaction and notifies the relay (delivered on commit).
-pub async fn insert(c: &impl GenericClient, events: &[Event]) -> ApiResult<()> {
-    if events.is_empty() {
-        return Ok(());
+/// Encodes `event` as an outbox record: its family, key and JSON. Refuses (permanently) an
+/// event whose Kafka record would exceed `max_record_bytes`, so it never reaches the outbox.
+pub fn encode(event: &Event, max_record_bytes: usize) -> Result<OutboxRecord, PipelineError> {
+    let (family, key) = kafka::route(event);
+    let payload =
+        serde_json::to_string(event).map_err(|e| PipelineError::Malformed(e.to_string()))?;
+    let bytes = kafka::record_bytes(&key, &payload);
+    if bytes > max_record_bytes {
+        return Err(PipelineError::TooLarge {
+            bytes,
+            limit: max_record_bytes,
+        });
     }
-    let mut families = Vec::with_capacity(events.len());
-    let mut keys = Vec::with_capacity(events.len());
-    let mut payloads = Vec::with_capacity(events.len());
-    for e in events {
-        let (family, key) = kafka::route(e);
-        families.push(family.name().to_string());
-        keys.push(key);
-        payloads.push(serde_json::to_string(e).map_err(ApiError::internal)?);
-    }
-    c.execute(
-        "WITH rows AS (
-             INSERT INTO outbox (family, key, payload)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-             RETURNING 1)
-         SELECT pg_notify('discodeit_outbox', '') FROM (SELECT 1 FROM rows LIMIT 1) AS any_row",
-        &[&families, &keys, &payloads],
-    )
-    .await?;
-    Ok(())
-}
-
-/// How far the relay is behind, and how many events were given up on (for the metrics scrape).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backlog {
-    /// Rows not yet published.
-    pub rows: u64,
-    /// Age of the oldest unpublished row (zero when there is none).
-    pub oldest_age: Duration,
-    /// Rows in `dead_letters`; `None` where that table does not exist.
-    pub dead_letters: Option<u64>,
-}
-
-/// Reads the [`Backlog`] (the pending rows are found through the `outbox_pending` index).
-pub async fn backlog(db: &Db) -> ApiResult<Backlog> {
-    let c = db.client().await?;
-    let row = c
-        .query_one(
-            "SELECT count(*),
-                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8,
-                    to_regclass('dead_letters') IS NOT NULL
-             FROM outbox WHERE sent_at IS NULL",
-            &[],
-        )
-        .await?;
-    let dead_letters = if row.get::<_, bool>(2) {
-        let n: i64 = c
-            .query_one("SELECT count(*) FROM dead_letters", &[])
-            .await?
-            .get(0);
-        Some(n.max(0) as u64)
-    } else {
-        None
-    };
-    Ok(Backlog {
-        rows: row.get::<_, i64>(0).max(0) as u64,
-        oldest_age: Duration::from_secs_f64(row.get::<_, f64>(1).max(0.0)),
-        dead_letters,
+    Ok(OutboxRecord {
+        family: family.name(),
+        key,
+        payload,
     })
 }
 
-/// Writes events that have no transaction of their own ([`super::EventBus::publish`]) to the
-/// outbox, in publish order, batched, retrying while the database is unavailable.
+/// What the writer task receives.
+enum Item {
+    Record(OutboxRecord),
+    /// An event [`encode`] refused: straight to `dead_letters`.
+    Refused {
+        family: &'static str,
+        key: String,
+        payload: Vec<u8>,
+        error: PipelineError,
+    },
+}
+
+pub use crate::store::outbox::{backlog, Backlog};
+
+/// Appends events to the outbox: in the caller's transaction ([`OutboxWriter::insert_in`]),
+/// or, for events without a transaction of their own ([`super::EventBus::publish`]), from a
+/// background task in publish order, batched, retrying while the database is unavailable.
 #[derive(Clone)]
 pub struct OutboxWriter {
-    tx: mpsc::UnboundedSender<Event>,
+    tx: mpsc::UnboundedSender<Item>,
+    max_record_bytes: usize,
 }
 
 impl OutboxWriter {
-    pub fn start(db: Db) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    /// Starts the writer task. `max_record_bytes` is the producer's `message.max.bytes`.
+    pub fn start(db: Db, max_record_bytes: usize) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Item>();
         tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
             while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < BATCH as usize {
-                    match rx.try_recv() {
-                        Ok(e) => batch.push(e),
-                        Err(_) => break,
+                let mut next = Some(first);
+                while let Some(item) = next.take() {
+                    match item {
+                        Item::Record(r) => batch.push(r),
+                        Item::Refused {
+                            family,
+                            key,
+                            payload,
+                            error,
+                        } => {
+                            // Keep the order: what was queued before goes first.
+                            write_batch(&db, &batch).await;
+                            batch.clear();
+                            let error = error.to_string();
+                            dead_letter(&db, family, key.as_bytes(), &payload, &error).await;
+                        }
+                    }
+                    if batch.len() < BATCH {
+                        next = rx.try_recv().ok();
                     }
                 }
-                while let Err(e) = write(&db, &batch).await {
-                    tracing::warn!("outbox write failed, retrying: {}", e.message);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                write_batch(&db, &batch).await;
+                batch.clear();
             }
         });
-        OutboxWriter { tx }
+        OutboxWriter {
+            tx,
+            max_record_bytes,
+        }
     }
 
+    /// The largest Kafka record (event plus envelope and key) the producer accepts.
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+    }
+
+    /// Queues `event` for the writer task, or refuses one that could never be sent.
+    pub fn try_append(&self, event: Event) -> Result<(), PipelineError> {
+        let record = encode(&event, self.max_record_bytes)?;
+        let _ = self.tx.send(Item::Record(record));
+        Ok(())
+    }
+
+    /// Queues `event` for the writer task; one that can never be sent is dead-lettered.
     pub fn append(&self, event: Event) {
+        let item = match encode(&event, self.max_record_bytes) {
+            Ok(r) => Item::Record(r),
+            Err(error) => {
+                let (family, key) = kafka::route(&event);
+                Item::Refused {
+                    family: family.name(),
+                    key,
+                    payload: serde_json::to_vec(&event).unwrap_or_default(),
+                    error,
+                }
+            }
+        };
         // The writer task lives as long as the runtime; a send error means shutdown.
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(item);
+    }
+
+    /// Appends `events` in the caller's transaction (delivered on its commit). An event that
+    /// could never be published fails the whole call, so the change is not committed either.
+    pub async fn insert_in(
+        &self,
+        c: &impl GenericClient,
+        events: &[Event],
+    ) -> Result<(), PipelineError> {
+        let records = events
+            .iter()
+            .map(|e| encode(e, self.max_record_bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        rows::insert(c, &records).await?;
+        Ok(())
     }
 }
 
-async fn write(db: &Db, events: &[Event]) -> ApiResult<()> {
-    let mut client = db.client().await?;
-    let tx = client.transaction().await?;
-    insert(&*tx, events).await?;
-    tx.commit().await?;
-    Ok(())
+/// Appends `batch` in one transaction. On a transient error the same batch is retried; on a
+/// permanent one the batch is split and retried row by row, so only the rows that fail
+/// themselves are dead-lettered and the good ones still go, in order.
+async fn write_batch(db: &Db, batch: &[OutboxRecord]) {
+    if batch.is_empty() {
+        return;
+    }
+    match append_retrying(db, batch).await {
+        Ok(()) => {}
+        Err(e) if batch.len() == 1 => dead_letter_record(db, &batch[0], &e).await,
+        Err(e) => {
+            tracing::warn!(
+                "outbox write of {} events failed permanently ({e}); retrying one by one",
+                batch.len()
+            );
+            for record in batch {
+                if let Err(e) = append_retrying(db, std::slice::from_ref(record)).await {
+                    dead_letter_record(db, record, &e).await;
+                }
+            }
+        }
+    }
+}
+
+/// Appends, retrying transient failures for as long as they last; returns a permanent one.
+async fn append_retrying(db: &Db, records: &[OutboxRecord]) -> Result<(), StoreError> {
+    loop {
+        match rows::append(db, records).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() => {
+                tracing::warn!("outbox write failed, retrying: {e}");
+                tokio::time::sleep(RETRY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn dead_letter_record(db: &Db, r: &OutboxRecord, e: &StoreError) {
+    let error = e.to_string();
+    dead_letter(db, r.family, r.key.as_bytes(), r.payload.as_bytes(), &error).await;
+}
+
+/// Writes a dead letter for the writer, retrying while the database is unavailable. A dead
+/// letter that cannot be written at all is logged and dropped: nothing may stall the writer.
+async fn dead_letter(db: &Db, family: &str, key: &[u8], payload: &[u8], error: &str) {
+    tracing::warn!(
+        "outbox writer: dead-lettering a {family} event ({} bytes): {error}",
+        payload.len()
+    );
+    loop {
+        let result = async {
+            let c = db.conn().await?;
+            rows::dead_letter(
+                &**c,
+                DeadLetterSource::OutboxWriter,
+                family,
+                key,
+                payload,
+                error,
+            )
+            .await
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) if e.is_transient() => tokio::time::sleep(RETRY).await,
+            Err(e) => {
+                tracing::error!("outbox writer: could not store a dead letter, dropped: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// Runs the relay for as long as the process lives: campaigns for leadership, then publishes.
@@ -158,10 +246,10 @@ pub fn spawn_relay(database_url: String, publisher: Arc<Publisher>) {
 
 /// One leadership attempt on a dedicated connection (the advisory lock and `LISTEN` belong to
 /// the session). Returns when the connection fails.
-async fn lead(url: &str, publisher: &Publisher) -> Result<(), String> {
+async fn lead(url: &str, publisher: &Publisher) -> Result<(), PipelineError> {
     let (client, mut conn) = tokio_postgres::connect(url, NoTls)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(StoreError::from)?;
     let wake = Arc::new(Notify::new());
     let waker = wake.clone();
     let driver = tokio::spawn(async move {
@@ -177,20 +265,10 @@ async fn lead(url: &str, publisher: &Publisher) -> Result<(), String> {
         }
     });
     let result = async {
-        loop {
-            let row = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
-                .await
-                .map_err(|e| e.to_string())?;
-            if row.get::<_, bool>(0) {
-                break;
-            }
+        while !rows::try_lead(&client).await? {
             tokio::time::sleep(POLL).await;
         }
-        client
-            .batch_execute(&format!("LISTEN {CHANNEL}"))
-            .await
-            .map_err(|e| e.to_string())?;
+        rows::listen(&client).await?;
         tracing::info!("outbox relay: this instance publishes the outbox");
         relay(&client, publisher, &wake).await
     }
@@ -203,53 +281,27 @@ async fn relay(
     client: &tokio_postgres::Client,
     publisher: &Publisher,
     wake: &Notify,
-) -> Result<(), String> {
+) -> Result<(), PipelineError> {
     let mut last_cleanup = tokio::time::Instant::now();
     loop {
-        let rows: Vec<OutboxRow> = client
-            .query(
-                "SELECT id, family, key, payload FROM outbox
-                 WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-                &[&BATCH],
-            )
-            .await
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(|r| OutboxRow {
-                id: r.get(0),
-                family: r.get(1),
-                key: r.get(2),
-                payload: r.get(3),
-            })
-            .collect();
-        if rows.is_empty() {
+        let pending = rows::pending(client, BATCH as i64).await?;
+        if pending.is_empty() {
             if last_cleanup.elapsed() > Duration::from_secs(60) {
                 last_cleanup = tokio::time::Instant::now();
-                client
-                    .execute(
-                        &format!(
-                            "DELETE FROM outbox WHERE sent_at < now() - interval '{KEEP_SENT}'"
-                        ),
-                        &[],
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                rows::delete_old_sent(client).await?;
             }
             let _ = tokio::time::timeout(POLL, wake.notified()).await;
             continue;
         }
-        let sent = publisher.send(&rows).await;
-        if !sent.is_empty() {
-            client
-                .execute(
-                    "UPDATE outbox SET sent_at = now() WHERE id = ANY($1)",
-                    &[&sent],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+        let outcome = publisher.send(&pending).await;
+        rows::mark_sent(client, &outcome.sent).await?;
+        for (id, error) in &outcome.dead {
+            tracing::warn!("outbox relay: dead-lettering outbox row {id}: {error}");
+            rows::move_to_dead_letters(client, *id, &error.to_string()).await?;
         }
-        if sent.len() < rows.len() {
-            // Kafka is unreachable or refused a row: keep the rest and retry shortly.
+        if let Some(e) = outcome.stalled {
+            // Kafka is unreachable or busy: keep the rest and retry shortly.
+            tracing::warn!("outbox relay: {e}; retrying");
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }

@@ -26,9 +26,28 @@ pub struct Form {
     pub parts: Vec<Part>,
 }
 
+/// Parts a form may have besides its repeated file part (JSON parts, plain fields).
+const MAX_OTHER_PARTS: usize = 8;
+
+/// How many parts a form may have: `files` parts named `name` (e.g. 10 `attachments`) and
+/// [`MAX_OTHER_PARTS`] others. Exists because a part costs memory however small it is, so
+/// the byte limits alone do not bound a form.
+#[derive(Debug, Clone, Copy)]
+pub struct PartLimits {
+    pub name: &'static str,
+    pub files: usize,
+}
+
 impl Form {
-    /// Reads the whole form; 413 when a file or the request is over its limit.
-    pub async fn read(ctx: &mut Ctx, max_file: usize, max_request: usize) -> ApiResult<Form> {
+    /// Reads the whole form; 413 when a file or the request is over its limit, 400 (naming
+    /// the limit) when it has more parts than `parts` allows. Either way the rest of the body
+    /// is drained first, so the client reads the error.
+    pub async fn read(
+        ctx: &mut Ctx,
+        max_file: usize,
+        max_request: usize,
+        parts_limit: PartLimits,
+    ) -> ApiResult<Form> {
         let ct = ctx.header("content-type").unwrap_or_default().to_string();
         let boundary = multer::parse_boundary(&ct).map_err(|_| {
             ApiError::unsupported_media_type(&ct)
@@ -45,6 +64,7 @@ impl Form {
         let slot = Arc::new(Mutex::new(Some(body)));
         let mut mp = multer::Multipart::with_constraints(BodySlot(slot.clone()), boundary, limits);
         let mut parts = Vec::new();
+        let (mut files, mut others) = (0, 0);
         loop {
             let field = match mp.next_field().await {
                 Ok(Some(f)) => f,
@@ -52,6 +72,24 @@ impl Form {
                 Err(e) => return Err(refuse(e, slot, max_file, max_request).await),
             };
             let name = field.name().unwrap_or_default().to_string();
+            let over = if name == parts_limit.name {
+                files += 1;
+                (files > parts_limit.files).then(|| ApiError::too_many(&name, parts_limit.files))
+            } else {
+                others += 1;
+                (others > MAX_OTHER_PARTS).then(|| {
+                    ApiError::too_many(
+                        &format!("multipart parts other than '{}'", parts_limit.name),
+                        MAX_OTHER_PARTS,
+                    )
+                })
+            };
+            if let Some(e) = over {
+                drop(field);
+                drop(mp);
+                drain_slot(slot).await;
+                return Err(e);
+            }
             let file_name = field.file_name().map(str::to_string);
             let content_type = field.content_type().map(|m| m.to_string());
             let bytes = match field.bytes().await {
@@ -118,11 +156,16 @@ async fn refuse(
         multer::Error::StreamSizeExceeded { .. } => max_request,
         other => return ApiError::invalid_request(format!("malformed multipart body: {other}")),
     };
+    drain_slot(slot).await;
+    ApiError::payload_too_large(limit)
+}
+
+/// Drains what is left of the request body (bounded, see [`drain`]).
+async fn drain_slot(slot: Arc<Mutex<Option<Incoming>>>) {
     let rest = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(body) = rest {
         drain(body).await;
     }
-    ApiError::payload_too_large(limit)
 }
 
 /// The request body as multer's data stream, kept in a shared slot so it can be taken back

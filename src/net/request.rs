@@ -92,6 +92,11 @@ impl Ctx {
             .map(|(_, v)| v.trim_matches('"'))
     }
 
+    /// The client's address: the peer, or what a trusted proxy says (see [`super::client_ip`]).
+    pub fn client_ip(&self, trusted: &[crate::config::Cidr]) -> std::net::IpAddr {
+        super::client_ip::client_ip(self.remote.ip(), &self.headers, trusted)
+    }
+
     /// The Bearer token, if the header is present with that scheme.
     pub fn bearer(&self) -> Option<&str> {
         let v = self.header("authorization")?;

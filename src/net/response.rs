@@ -63,11 +63,15 @@ pub fn error(e: &ApiError, path: &str) -> Resp {
         body["path"] = path.into();
     }
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    with_body(
+    let mut r = with_body(
         status,
         JSON_UTF8,
         serde_json::to_vec(&body).unwrap_or_default(),
-    )
+    );
+    if let Some(secs) = e.retry_after {
+        set_header(&mut r, header::RETRY_AFTER, &secs.to_string());
+    }
+    r
 }
 
 /// Adds a header, ignoring values that are not valid header text.

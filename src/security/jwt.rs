@@ -2,7 +2,8 @@
 //!
 //! Claims follow the reference (`sub`, `userDto`, `iat`, `exp`) plus `jti` (unique id), `sid`
 //! (the login session, kept across refresh rotation) and `typ` (`access` or `refresh`, so a
-//! refresh token is never accepted as an access token).
+//! refresh token is never accepted as an access token). `sid` and `typ` are required: a token
+//! without them (from an older version, or forged with a leaked secret of one) is malformed.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -22,10 +23,16 @@ pub struct Claims {
     pub exp: i64,
     #[serde(default)]
     pub jti: Option<Uuid>,
-    #[serde(default)]
-    pub sid: Option<Uuid>,
-    #[serde(default)]
-    pub typ: Option<String>,
+    pub sid: Uuid,
+    pub typ: TokenType,
+}
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    Access,
+    Refresh,
 }
 
 /// Why a token was refused.
@@ -125,8 +132,8 @@ mod tests {
             iat: 100,
             exp,
             jti: Some(Uuid::new_v4()),
-            sid: Some(Uuid::new_v4()),
-            typ: Some("access".into()),
+            sid: Uuid::new_v4(),
+            typ: TokenType::Access,
         }
     }
 
@@ -163,5 +170,27 @@ mod tests {
         assert_eq!(c.verify(&none, 1), Err(JwtError::UnsupportedAlgorithm));
         assert_eq!(c.verify("abc", 1), Err(JwtError::Malformed));
         assert_eq!(c.verify("a.b.c.d", 1), Err(JwtError::Malformed));
+    }
+
+    #[test]
+    fn sid_and_typ_are_required() {
+        let c = JwtCodec::new(SECRET);
+        let full = serde_json::to_value(claims(1000)).unwrap();
+        for missing in ["sid", "typ"] {
+            let mut v = full.clone();
+            v.as_object_mut().unwrap().remove(missing);
+            let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
+            let input = format!("{HEADER_B64}.{payload}");
+            let tag = hmac::sign(&c.key, input.as_bytes());
+            let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+            assert_eq!(c.verify(&token, 1), Err(JwtError::Malformed), "{missing}");
+        }
+        let mut v = full;
+        v["typ"] = "other".into();
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
+        let input = format!("{HEADER_B64}.{payload}");
+        let tag = hmac::sign(&c.key, input.as_bytes());
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+        assert_eq!(c.verify(&token, 1), Err(JwtError::Malformed));
     }
 }

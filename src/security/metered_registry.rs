@@ -43,6 +43,24 @@ impl JwtRegistry for MeteredRegistry {
         counted(RegistryOp::EndUser, self.inner.end_user(user_id))
     }
 
+    fn end_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> BoxFuture<'_, ApiResult<Option<Session>>> {
+        counted(
+            RegistryOp::EndSession,
+            self.inner.end_session(user_id, session_id),
+        )
+    }
+
+    fn find_by_session(&self, session_id: Uuid) -> BoxFuture<'_, ApiResult<Option<Session>>> {
+        counted(
+            RegistryOp::FindBySession,
+            self.inner.find_by_session(session_id),
+        )
+    }
+
     fn find_by_refresh<'a>(
         &'a self,
         refresh_token: &'a str,

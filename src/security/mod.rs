@@ -8,5 +8,6 @@ pub mod password;
 pub mod principal;
 pub mod redis_registry;
 pub mod registry;
+pub mod throttle;
 
 pub use principal::Principal;

@@ -22,13 +22,15 @@ use std::sync::LazyLock;
 use std::time::Duration;
 use uuid::Uuid;
 
-use super::registry::{JwtRegistry, Session};
+use super::registry::{token_hash, JwtRegistry, Session};
 use crate::error::{ApiError, ApiResult};
 
 /// How long one Redis round trip may take before the request gets a 503.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The stored form of a [`Session`]; `rh` is the refresh token's hash, the key it is found by.
+/// The stored form of a [`Session`]; `rh` is the refresh token's hash, the key it is found by;
+/// `prh`/`rat` the replaced refresh token's hash and the rotation time (absent in records
+/// written before they existed).
 #[derive(Serialize, Deserialize)]
 struct Record {
     sid: Uuid,
@@ -38,6 +40,10 @@ struct Record {
     rh: String,
     aexp: i64,
     rexp: i64,
+    #[serde(default)]
+    prh: Option<String>,
+    #[serde(default)]
+    rat: i64,
 }
 
 impl Record {
@@ -50,6 +56,8 @@ impl Record {
             rh: token_hash(&s.refresh_token),
             aexp: s.access_exp,
             rexp: s.refresh_exp,
+            prh: s.previous_refresh.clone(),
+            rat: s.rotated_at,
         }
     }
 
@@ -61,14 +69,10 @@ impl Record {
             refresh_token: self.rt,
             access_exp: self.aexp,
             refresh_exp: self.rexp,
+            previous_refresh: self.prh,
+            rotated_at: self.rat,
         }
     }
-}
-
-/// Hex SHA-256 of a token: short fixed-size keys, and no bearer secret stored as a key name.
-fn token_hash(token: &str) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Ends the user's session (if any): drops its keys, remembers the session id as ended until
@@ -109,7 +113,18 @@ return end_session(ARGV[1], ARGV[3], tonumber(ARGV[2]))"
     ))
 });
 
-/// ARGV: prefix, refresh hash. The record only if that hash is still its current one.
+/// ARGV: prefix, now, user, session id. Ends the user's session only if it is that one.
+static END_SESSION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{END_SESSION_LUA}
+local raw = redis.call('GET', ARGV[1] .. 'session:' .. ARGV[3])
+if not raw or cjson.decode(raw).sid ~= ARGV[4] then return false end
+return end_session(ARGV[1], ARGV[3], tonumber(ARGV[2]))"
+    ))
+});
+
+/// ARGV: prefix, refresh hash, now. The record only if that hash is still its current one and
+/// the refresh token has not expired (keys expire with it too, to the second).
 static FIND_BY_REFRESH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -118,7 +133,23 @@ local uid = redis.call('GET', p .. 'refresh:' .. rh)
 if not uid then return false end
 local raw = redis.call('GET', p .. 'session:' .. uid)
 if not raw then return false end
-if cjson.decode(raw).rh ~= rh then return false end
+local s = cjson.decode(raw)
+if s.rh ~= rh or tonumber(s.rexp) <= tonumber(ARGV[3]) then return false end
+return raw"#,
+    )
+});
+
+/// ARGV: prefix, session id, now. The live record of that session.
+static FIND_BY_SESSION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local p, sid = ARGV[1], ARGV[2]
+local uid = redis.call('GET', p .. 'sid:' .. sid)
+if not uid then return false end
+local raw = redis.call('GET', p .. 'session:' .. uid)
+if not raw then return false end
+local s = cjson.decode(raw)
+if s.sid ~= sid or tonumber(s.rexp) <= tonumber(ARGV[3]) then return false end
 return raw"#,
     )
 });
@@ -272,6 +303,39 @@ impl JwtRegistry for RedisRegistry {
         })
     }
 
+    fn end_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> BoxFuture<'_, ApiResult<Option<Session>>> {
+        Box::pin(async move {
+            let mut c = self.conn.clone();
+            let old: Option<String> = END_SESSION
+                .arg(&self.prefix)
+                .arg(now())
+                .arg(user_id.to_string())
+                .arg(session_id.to_string())
+                .invoke_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            parse_record(old)
+        })
+    }
+
+    fn find_by_session(&self, session_id: Uuid) -> BoxFuture<'_, ApiResult<Option<Session>>> {
+        Box::pin(async move {
+            let mut c = self.conn.clone();
+            let raw: Option<String> = FIND_BY_SESSION
+                .arg(&self.prefix)
+                .arg(session_id.to_string())
+                .arg(now())
+                .invoke_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            parse_record(raw)
+        })
+    }
+
     fn find_by_refresh<'a>(
         &'a self,
         refresh_token: &'a str,
@@ -281,6 +345,7 @@ impl JwtRegistry for RedisRegistry {
             let raw: Option<String> = FIND_BY_REFRESH
                 .arg(&self.prefix)
                 .arg(token_hash(refresh_token))
+                .arg(now())
                 .invoke_async(&mut c)
                 .await
                 .map_err(unavailable)?;
@@ -371,7 +436,35 @@ mod tests {
             refresh_token: format!("r{n}"),
             access_exp: exp,
             refresh_exp: exp + 1000,
+            previous_refresh: None,
+            rotated_at: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_not_found_and_end_session_checks_the_id() {
+        let r = registry();
+        let u = Uuid::new_v4();
+        let mut s = session(u, 1, now() - 10);
+        s.refresh_exp = now() - 1;
+        r.start(s.clone()).await.unwrap();
+        assert!(r.find_by_refresh("r1").await.unwrap().is_none());
+        assert!(r.find_by_session(s.session_id).await.unwrap().is_none());
+        let mut s2 = session(u, 2, now() + 100);
+        s2.previous_refresh = Some(token_hash("r1"));
+        s2.rotated_at = 7;
+        r.start(s2.clone()).await.unwrap();
+        assert_eq!(
+            r.find_by_session(s2.session_id).await.unwrap(),
+            Some(s2.clone())
+        );
+        assert!(r.end_session(u, s.session_id).await.unwrap().is_none());
+        assert!(r.is_active(s2.session_id).await.unwrap());
+        assert_eq!(
+            r.end_session(u, s2.session_id).await.unwrap(),
+            Some(s2.clone())
+        );
+        assert!(r.is_ended(s2.session_id).await.unwrap());
     }
 
     #[tokio::test]

@@ -1,15 +1,20 @@
 //! Login, token issue and refresh rotation, logout, request authentication, role changes.
 
 use serde::Deserialize;
+use std::net::IpAddr;
 use uuid::Uuid;
 
 use super::{epoch_now, Services};
 use crate::domain::{Audience, Event, NotificationDto, NotificationType, Role, SseEvent, UserDto};
 use crate::error::{ApiError, ApiResult};
-use crate::security::jwt::{Claims, JwtError};
-use crate::security::registry::Session;
+use crate::security::jwt::{Claims, JwtError, TokenType};
+use crate::security::registry::{token_hash, Session};
 use crate::security::{password, Principal};
 use crate::store::{notifications, users};
+
+/// A rotated refresh token replayed within this many seconds of its rotation is taken for two
+/// tabs refreshing at once (the web client retries with the new cookie), not for theft.
+const ROTATION_RACE_SECONDS: i64 = 10;
 
 /// An issued access/refresh pair.
 #[derive(Debug, Clone)]
@@ -27,7 +32,7 @@ pub struct RoleUpdateRequest {
 }
 
 impl Services {
-    fn claims(&self, user: &UserDto, sid: Uuid, typ: &str, ttl: i64, now: i64) -> Claims {
+    fn claims(&self, user: &UserDto, sid: Uuid, typ: TokenType, ttl: i64, now: i64) -> Claims {
         let mut dto = user.clone();
         dto.online = None;
         Claims {
@@ -36,8 +41,8 @@ impl Services {
             iat: now,
             exp: now + ttl,
             jti: Some(Uuid::new_v4()),
-            sid: Some(sid),
-            typ: Some(typ.to_string()),
+            sid,
+            typ,
         }
     }
 
@@ -47,10 +52,10 @@ impl Services {
         let refresh_ttl = self.config.refresh_ttl.as_secs() as i64;
         let access = self
             .jwt
-            .sign(&self.claims(user, sid, "access", access_ttl, now));
+            .sign(&self.claims(user, sid, TokenType::Access, access_ttl, now));
         let refresh = self
             .jwt
-            .sign(&self.claims(user, sid, "refresh", refresh_ttl, now));
+            .sign(&self.claims(user, sid, TokenType::Refresh, refresh_ttl, now));
         let session = Session {
             session_id: sid,
             user_id: user.id,
@@ -58,6 +63,8 @@ impl Services {
             refresh_token: refresh.clone(),
             access_exp: now + access_ttl,
             refresh_exp: now + refresh_ttl,
+            previous_refresh: None,
+            rotated_at: now,
         };
         (session, TokenPair { access, refresh })
     }
@@ -84,8 +91,15 @@ impl Services {
         ))
     }
 
-    /// Password login by exact username; replaces any earlier session of the user.
-    pub async fn login(&self, username: &str, password: &str) -> ApiResult<TokenPair> {
+    /// Password login by exact username; replaces any earlier session of the user. Attempts
+    /// are rate-limited per client IP and per username.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> ApiResult<TokenPair> {
+        self.throttle_attempt(client, username)?;
         let db = self.db.client().await?;
         let user = users::find_by_username(&**db, username)
             .await?
@@ -107,18 +121,57 @@ impl Services {
 
     fn verify_refresh(&self, token: &str) -> ApiResult<Claims> {
         match self.jwt.verify(token, epoch_now()) {
-            Ok(c) if c.typ.as_deref() != Some("access") => Ok(c),
+            Ok(c) if c.typ == TokenType::Refresh => Ok(c),
             _ => Err(ApiError::invalid_token("refreshToken", token)),
         }
     }
 
-    /// `GET /api/auth/me`: the session's access token (a fresh one when it has expired).
+    /// The live session whose current refresh token is `refresh`: the token must verify
+    /// (signature, expiry, type) and its session must not have ended. A genuine refresh token
+    /// of a live session that is no longer its current one was rotated away and is being
+    /// replayed: someone holds a copy. That ends the whole session (all its connections
+    /// close), unless it is the token rotated moments ago (two tabs refreshing at once).
+    async fn current_session(&self, refresh: &str) -> ApiResult<Session> {
+        let claims = self.verify_refresh(refresh)?;
+        if self.registry.is_ended(claims.sid).await? {
+            return Err(ApiError::invalid_token("refreshToken", refresh));
+        }
+        if let Some(s) = self.registry.find_by_refresh(refresh).await? {
+            if s.session_id == claims.sid {
+                return Ok(s);
+            }
+            return Err(ApiError::token_not_found(Some(refresh)));
+        }
+        let Some(s) = self.registry.find_by_session(claims.sid).await? else {
+            return Err(ApiError::token_not_found(Some(refresh)));
+        };
+        let just_rotated = s.previous_refresh.as_deref() == Some(token_hash(refresh).as_str())
+            && epoch_now() - s.rotated_at <= ROTATION_RACE_SECONDS;
+        if just_rotated {
+            return Err(ApiError::token_not_found(Some(refresh)));
+        }
+        tracing::warn!(
+            "a rotated refresh token of user {} was replayed: ending session {}",
+            s.user_id,
+            s.session_id
+        );
+        if let Some(old) = self.registry.end_session(s.user_id, s.session_id).await? {
+            self.session_ended(old.user_id, Some(old.session_id));
+        }
+        Err(ApiError::invalid_token("refreshToken", refresh))
+    }
+
+    /// `GET /api/auth/me`: the session's access token (a fresh one when it has expired), for a
+    /// live session only (an expired, ended or replayed refresh token is TOKEN_NOT_FOUND).
     pub async fn me(&self, refresh: &str) -> ApiResult<String> {
-        let session = self
-            .registry
-            .find_by_refresh(refresh)
-            .await?
-            .ok_or_else(|| ApiError::token_not_found(Some(refresh)))?;
+        // The contract's only 401 here is TOKEN_NOT_FOUND, whatever is wrong with the token.
+        let session = self.current_session(refresh).await.map_err(|e| {
+            if e.status == 401 {
+                ApiError::token_not_found(Some(refresh))
+            } else {
+                e
+            }
+        })?;
         if session.access_exp > epoch_now() {
             return Ok(session.access_token);
         }
@@ -129,6 +182,8 @@ impl Services {
         let (mut next, pair) = self.issue(&user.dto, session.session_id);
         next.refresh_token = session.refresh_token.clone();
         next.refresh_exp = session.refresh_exp;
+        next.previous_refresh = session.previous_refresh.clone();
+        next.rotated_at = session.rotated_at;
         if !self.registry.rotate(refresh, next).await? {
             return Err(ApiError::token_not_found(Some(refresh)));
         }
@@ -138,23 +193,14 @@ impl Services {
 
     /// `POST /api/auth/refresh`: rotates the pair; each refresh token works once.
     pub async fn refresh(&self, refresh: &str) -> ApiResult<TokenPair> {
-        let claims = self.verify_refresh(refresh)?;
-        if let Some(sid) = claims.sid {
-            if self.registry.is_ended(sid).await? {
-                return Err(ApiError::invalid_token("refreshToken", refresh));
-            }
-        }
-        let session = self
-            .registry
-            .find_by_refresh(refresh)
-            .await?
-            .ok_or_else(|| ApiError::token_not_found(Some(refresh)))?;
+        let session = self.current_session(refresh).await?;
         let db = self.db.client().await?;
         let user = users::find(&**db, session.user_id)
             .await?
             .ok_or_else(|| ApiError::user_not_found(session.user_id))?;
         let was_online = session.access_exp > epoch_now();
-        let (next, pair) = self.issue(&user.dto, session.session_id);
+        let (mut next, pair) = self.issue(&user.dto, session.session_id);
+        next.previous_refresh = Some(token_hash(refresh));
         if !self.registry.rotate(refresh, next).await? {
             return Err(ApiError::token_not_found(Some(refresh)));
         }
@@ -194,38 +240,41 @@ impl Services {
     }
 
     async fn principal_of(&self, token: &str, claims: Claims) -> ApiResult<Principal> {
-        if claims.typ.as_deref() == Some("refresh") {
+        if claims.typ != TokenType::Access {
             return Err(ApiError::invalid_token("accessToken", token));
         }
-        if let Some(sid) = claims.sid {
-            if self.registry.is_ended(sid).await? {
-                return Err(ApiError::invalid_token("accessToken", token));
-            }
+        if self.registry.is_ended(claims.sid).await? {
+            return Err(ApiError::invalid_token("accessToken", token));
         }
         Ok(Principal {
             user_id: claims.user_dto.id,
             username: claims.sub.clone(),
             role: claims.user_dto.role,
-            session_id: claims.sid,
+            session_id: Some(claims.sid),
             user: claims.user_dto,
         })
     }
 
     /// Like [`Self::authenticate`], but an expired token is accepted while its login session
-    /// is still active (the Discodeit front end reconnects STOMP with its first token).
+    /// is live and for at most `stomp_expired_token_grace` past its expiry (the Discodeit front
+    /// end reconnects STOMP with its first token).
     pub async fn authenticate_stomp(&self, token: &str) -> Result<Principal, String> {
-        match self.jwt.verify(token, epoch_now()) {
+        let now = epoch_now();
+        match self.jwt.verify(token, now) {
             Ok(claims) => self
                 .principal_of(token, claims)
                 .await
                 .map_err(|_| "token revoked".to_string()),
             Err(JwtError::Expired(claims)) => {
-                let active = match claims.sid {
-                    Some(sid) => self.registry.is_active(sid).await.unwrap_or(false),
-                    None => false,
-                };
+                let active = self.registry.is_active(claims.sid).await.unwrap_or(false);
                 if !active {
                     return Err("token expired".into());
+                }
+                let grace = self.config.stomp_expired_token_grace.as_secs() as i64;
+                if now - claims.exp > grace {
+                    return Err(format!(
+                        "token expired more than {grace} seconds ago: refresh it and reconnect"
+                    ));
                 }
                 self.principal_of(token, *claims)
                     .await

@@ -15,8 +15,9 @@ impl Services {
             .ok_or_else(|| ApiError::binary_content_not_found(id))
     }
 
-    /// Known ids in request order; unknown ids are skipped.
+    /// Known ids in request order; unknown ids are skipped. At most `max_batch_ids` ids.
     pub async fn binary_contents(&self, ids: &[Uuid]) -> ApiResult<Vec<BinaryContentDto>> {
+        super::validation::at_most("binaryContentIds", ids.len(), self.config.max_batch_ids)?;
         let db = self.db.client().await?;
         binary_contents::get_many(&**db, ids).await
     }

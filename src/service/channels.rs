@@ -93,7 +93,8 @@ impl Services {
         Ok(dto)
     }
 
-    /// `POST /api/channels/private`: one read status per existing participant.
+    /// `POST /api/channels/private`: one read status per existing participant, at most
+    /// `max_participants` ids; the event goes to those participants only.
     pub async fn create_private_channel(
         &self,
         _caller: &Principal,
@@ -113,6 +114,11 @@ impl Services {
         }
         c.finish()?;
         let requested = req.participant_ids.unwrap_or_default();
+        super::validation::at_most(
+            "participantIds",
+            requested.len(),
+            self.config.max_participants,
+        )?;
         let row = ChannelRow {
             id: Uuid::new_v4(),
             channel_type: ChannelType::Private,
@@ -123,11 +129,9 @@ impl Services {
         let mut db = self.db.client().await?;
         let tx = db.transaction().await?;
         channels::insert(&*tx, &row).await?;
-        let mut seen = std::collections::HashSet::new();
-        for uid in &requested {
-            if !seen.insert(*uid) || users::find(&*tx, *uid).await?.is_none() {
-                continue;
-            }
+        // Unknown ids are skipped silently (the contract) and never reach the audience.
+        let members = users::existing_ids(&*tx, &requested).await?;
+        for uid in &members {
             read_statuses::insert(
                 &*tx,
                 &ReadStatusDto {
@@ -141,11 +145,10 @@ impl Services {
             .await?;
         }
         let dto = channels::to_dtos(&*tx, vec![row]).await?.remove(0);
-        let audience: Vec<Uuid> = seen.into_iter().collect();
         let event = Event::Sse(SseEvent::new(
             "channels.refresh",
             &dto,
-            Audience::Users(audience),
+            Audience::Users(members),
         ));
         self.commit(tx, vec![event]).await?;
         Ok(dto)

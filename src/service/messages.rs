@@ -12,7 +12,7 @@ use super::{Services, Upload};
 use crate::domain::{ChannelType, Event, MessageDto, PageResponse, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::security::Principal;
-use crate::store::{binary_contents, channels, messages, notifications, users};
+use crate::store::{channels, messages, notifications, users};
 use crate::time::{format_instant, parse_instant};
 
 /// `MessageCreateRequest` (also the STOMP `/pub/messages` body).
@@ -86,9 +86,15 @@ impl Services {
         let id = Uuid::new_v4();
         let at = crate::time::now();
         let tx = db.transaction().await?;
-        for (dto, _) in &files {
-            binary_contents::insert(&*tx, dto).await?;
-        }
+        let staged = self
+            .insert_uploads(
+                &*tx,
+                &files,
+                UploadKind::Attachment,
+                Some(caller.user_id),
+                &request_id,
+            )
+            .await?;
         let ids: Vec<Uuid> = files.iter().map(|f| f.0.id).collect();
         messages::insert(&*tx, id, channel_id, author_id, &content, at, &ids).await?;
         let title = match channel.channel_type {
@@ -117,14 +123,7 @@ impl Services {
         }];
         events.extend(notes.iter().map(Services::notification_event));
         self.commit(tx, events).await?;
-        if !files.is_empty() {
-            self.store_uploads_later(
-                files,
-                UploadKind::Attachment,
-                Some(caller.user_id),
-                request_id,
-            );
-        }
+        self.store_uploads_later(staged);
         Ok(dto)
     }
 
@@ -144,6 +143,9 @@ impl Services {
         if page < 0 {
             return Err(ApiError::invalid_request("page must not be negative"));
         }
+        let offset = page
+            .checked_mul(size)
+            .ok_or_else(|| ApiError::invalid_request("page * size is too large"))?;
         let cursor = match q.cursor.as_deref() {
             None | Some("") => Utc::now() + chrono::Duration::seconds(1),
             Some(raw) => parse_instant(raw)
@@ -165,7 +167,7 @@ impl Services {
         {
             return Err(ApiError::denied());
         }
-        let mut rows = messages::page(&**db, q.channel_id, cursor, size + 1, page * size).await?;
+        let mut rows = messages::page(&**db, q.channel_id, cursor, size + 1, offset).await?;
         let has_next = rows.len() as i64 > size;
         rows.truncate(size as usize);
         Ok(PageResponse {

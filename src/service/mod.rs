@@ -13,15 +13,18 @@ pub mod uploads;
 pub mod users;
 pub mod validation;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::bus::EventBus;
 use crate::config::Config;
 use crate::domain::Event;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::security::jwt::JwtCodec;
 use crate::security::registry::JwtRegistry;
+use crate::security::throttle::AuthThrottle;
 use crate::store::files::FileStore;
+use crate::store::upload_jobs::Owner;
 use crate::store::{Db, Tx};
 
 pub use uploads::Upload;
@@ -34,6 +37,10 @@ pub struct Services {
     pub jwt: JwtCodec,
     pub registry: Arc<dyn JwtRegistry>,
     pub config: Arc<Config>,
+    /// This process, as the owner of the uploads it starts (see `uploads.rs`).
+    pub upload_owner: Owner,
+    /// Rate limits on login and sign-up attempts.
+    pub throttle: AuthThrottle,
 }
 
 impl Services {
@@ -41,8 +48,8 @@ impl Services {
     /// multi-instance mode the events are outbox rows of the same transaction (they exist
     /// exactly when the change does); otherwise they are published after the commit.
     pub(crate) async fn commit(&self, tx: Tx<'_>, events: Vec<Event>) -> ApiResult<()> {
-        if self.bus.is_distributed() {
-            crate::bus::outbox::insert(&*tx, &events).await?;
+        if let Some(outbox) = self.bus.outbox() {
+            outbox.insert_in(&*tx, &events).await?;
             tx.commit().await?;
             return Ok(());
         }
@@ -51,6 +58,20 @@ impl Services {
             self.bus.publish(e);
         }
         Ok(())
+    }
+}
+
+impl Services {
+    /// Counts a login or sign-up attempt by `client` for `username`; 429 (naming the limit,
+    /// with `Retry-After`) over either rate limit. Runs before any database or bcrypt work.
+    pub(crate) fn throttle_attempt(&self, client: IpAddr, username: &str) -> ApiResult<()> {
+        self.throttle
+            .attempt(&client.to_string(), username)
+            .map_err(|t| {
+                tracing::info!("throttled {client} ({username:?}): {}", t.limit);
+                let secs = (t.retry_after.as_secs_f64().ceil() as u64).max(1);
+                ApiError::too_many_requests(t.limit, secs)
+            })
     }
 }
 

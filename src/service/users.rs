@@ -1,6 +1,7 @@
 //! Users: sign-up, listing with `online`, profile update, deletion, admin bootstrap.
 
 use serde::Deserialize;
+use std::net::IpAddr;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -52,15 +53,17 @@ fn duplicate_from(
 }
 
 impl Services {
-    /// `POST /api/users`.
+    /// `POST /api/users`; attempts are rate-limited per client IP and per username.
     pub async fn create_user(
         self: &Arc<Self>,
         req: UserCreateRequest,
         profile: Option<Upload>,
         request_id: String,
+        client: IpAddr,
     ) -> ApiResult<UserDto> {
         let mut c = Checks::new();
         let username = req.username.unwrap_or_default();
+        self.throttle_attempt(client, &username)?;
         let email = req.email.unwrap_or_default();
         let pw = req.password.unwrap_or_default();
         c.username("username", &username);
@@ -81,9 +84,10 @@ impl Services {
         let profile = profile.map(|p| (p.waiting_dto(), p.bytes));
         let mut db = self.db.client().await?;
         let tx = db.transaction().await?;
-        if let Some((dto, _)) = &profile {
-            binary_contents::insert(&*tx, dto).await?;
-        }
+        let files: Vec<_> = profile.iter().cloned().collect();
+        let staged = self
+            .insert_uploads(&*tx, &files, UploadKind::Profile, None, &request_id)
+            .await?;
         users::insert(
             &*tx,
             id,
@@ -104,9 +108,7 @@ impl Services {
             online: None,
             role: Role::User,
         };
-        if let Some(p) = profile {
-            self.store_uploads_later(vec![p], UploadKind::Profile, None, request_id);
-        }
+        self.store_uploads_later(staged);
         Ok(dto)
     }
 
@@ -167,9 +169,11 @@ impl Services {
         let old_profile = current.dto.profile.as_ref().map(|p| p.id);
         let mut db = self.db.client().await?;
         let tx = db.transaction().await?;
-        if let Some((dto, _)) = &profile {
-            binary_contents::insert(&*tx, dto).await?;
-        }
+        let files: Vec<_> = profile.iter().cloned().collect();
+        let uploader = Some(caller.user_id);
+        let staged = self
+            .insert_uploads(&*tx, &files, UploadKind::Profile, uploader, &request_id)
+            .await?;
         users::update(
             &*tx,
             id,
@@ -190,14 +194,7 @@ impl Services {
         if let (Some(_), Some(old)) = (&profile, old_profile) {
             self.files.delete(old).await;
         }
-        if let Some(p) = profile {
-            self.store_uploads_later(
-                vec![p],
-                UploadKind::Profile,
-                Some(caller.user_id),
-                request_id,
-            );
-        }
+        self.store_uploads_later(staged);
         Ok(updated.dto)
     }
 

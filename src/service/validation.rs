@@ -103,6 +103,14 @@ impl Checks {
     }
 }
 
+/// Refuses a client-supplied collection of `len` items over `limit` (400 naming both).
+pub fn at_most(field: &str, len: usize, limit: usize) -> ApiResult<()> {
+    if len > limit {
+        return Err(ApiError::too_many(field, limit));
+    }
+    Ok(())
+}
+
 /// Hibernate-validator-like lenient check: `local@domain`, no TLD required.
 pub fn is_email(v: &str) -> bool {
     let Some((local, domain)) = v.rsplit_once('@') else {

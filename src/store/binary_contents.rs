@@ -57,13 +57,17 @@ pub async fn get_many(c: &impl GenericClient, ids: &[Uuid]) -> ApiResult<Vec<Bin
     Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
 }
 
-pub async fn set_status(
+/// Moves a WAITING row to `status`; `None` when the row is gone or already final (someone
+/// else finished it).
+pub async fn finish_waiting(
     c: &impl GenericClient,
     id: Uuid,
     status: UploadStatus,
 ) -> ApiResult<Option<BinaryContentDto>> {
-    let sql =
-        format!("UPDATE binary_contents b SET upload_status = $2 WHERE b.id = $1 RETURNING {COLS}");
+    let sql = format!(
+        "UPDATE binary_contents b SET upload_status = $2
+         WHERE b.id = $1 AND b.upload_status = 'WAITING' RETURNING {COLS}"
+    );
     Ok(c.query_opt(&sql, &[&id, &status.as_str()])
         .await?
         .and_then(|r| from_row(&r, 0)))

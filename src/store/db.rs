@@ -3,12 +3,21 @@
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+use super::StoreError;
 use crate::error::{ApiError, ApiResult};
 
 /// The migrations in `sql/`, applied in order, each once (tracked in `schema_migrations`).
 const MIGRATIONS: &[(&str, &str)] = &[
     ("001_schema", include_str!("../../sql/001_schema.sql")),
     ("002_outbox", include_str!("../../sql/002_outbox.sql")),
+    (
+        "003_dead_letters",
+        include_str!("../../sql/003_dead_letters.sql"),
+    ),
+    (
+        "004_upload_jobs",
+        include_str!("../../sql/004_upload_jobs.sql"),
+    ),
 ];
 
 /// A handle on the pool.
@@ -42,6 +51,11 @@ impl Db {
     }
 
     pub async fn client(&self) -> ApiResult<Client> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Like [`Db::client`], with the typed [`StoreError`] for callers that classify failures.
+    pub async fn conn(&self) -> Result<Client, StoreError> {
         Ok(self.pool.get().await?)
     }
 

@@ -4,10 +4,14 @@
 pub mod binary_contents;
 pub mod channels;
 pub mod db;
+pub mod error;
 pub mod files;
 pub mod messages;
 pub mod notifications;
+pub mod outbox;
 pub mod read_statuses;
+pub mod upload_jobs;
 pub mod users;
 
 pub use db::{Db, Tx};
+pub use error::StoreError;

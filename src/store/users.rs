@@ -57,6 +57,15 @@ pub async fn find_by_username(c: &impl GenericClient, name: &str) -> ApiResult<O
         .and_then(|r| from_row(&r, 0)))
 }
 
+/// The ids among `ids` that belong to existing users (each once, in no particular order).
+pub async fn existing_ids(c: &impl GenericClient, ids: &[Uuid]) -> ApiResult<Vec<Uuid>> {
+    Ok(c.query("SELECT id FROM users WHERE id = ANY($1)", &[&ids])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 pub async fn list(c: &impl GenericClient) -> ApiResult<Vec<UserDto>> {
     let sql = format!("{SELECT} ORDER BY u.created_at");
     Ok(c.query(&sql, &[])

@@ -108,6 +108,8 @@ impl CloseReason {
 pub enum RegistryOp {
     Start,
     EndUser,
+    EndSession,
+    FindBySession,
     FindByRefresh,
     Rotate,
     IsEnded,
@@ -118,9 +120,11 @@ pub enum RegistryOp {
 }
 
 impl RegistryOp {
-    pub const ALL: [RegistryOp; 9] = [
+    pub const ALL: [RegistryOp; 11] = [
         RegistryOp::Start,
         RegistryOp::EndUser,
+        RegistryOp::EndSession,
+        RegistryOp::FindBySession,
         RegistryOp::FindByRefresh,
         RegistryOp::Rotate,
         RegistryOp::IsEnded,
@@ -134,6 +138,8 @@ impl RegistryOp {
         match self {
             RegistryOp::Start => "start",
             RegistryOp::EndUser => "end_user",
+            RegistryOp::EndSession => "end_session",
+            RegistryOp::FindBySession => "find_by_session",
             RegistryOp::FindByRefresh => "find_by_refresh",
             RegistryOp::Rotate => "rotate",
             RegistryOp::IsEnded => "is_ended",

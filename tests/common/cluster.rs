@@ -321,7 +321,11 @@ impl Cluster {
                 shared: shared_state.then_some((kafka.as_str(), redis.as_str())),
             };
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_discodeit"));
-            cmd.env_clear().envs(backend_env(&site));
+            cmd.env_clear()
+                .envs(backend_env(&site))
+                // Tests log in many users from 127.0.0.1; the throttle has its own test.
+                .env("DISCODEIT_AUTH_IP_BURST", "0")
+                .env("DISCODEIT_AUTH_USERNAME_BURST", "0");
             let proc = Proc::spawn(&mut cmd, &dir.join(format!("{name}.log")));
             cluster_pids.push(proc.pid);
             instances.push(Instance {

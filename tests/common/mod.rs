@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const ADMIN: &str = "admin";
-pub const ADMIN_PASSWORD: &str = "admin1234!";
+pub const ADMIN_PASSWORD: &str = "test-admin-pw-9!";
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
 /// A running server process with its own database and storage directory.
@@ -68,7 +68,17 @@ impl TestServer {
     }
 
     pub async fn start_on_db(url: &str, db_name: &str, env: &[(&str, &str)]) -> TestServer {
-        Self::spawn(url, db_name, env, Stdio::null()).await
+        Self::start_on_db_with(url, db_name, env, |_| {}).await
+    }
+
+    /// Like [`Self::start_on_db`]; `tweak` may adjust the command before it is spawned.
+    pub async fn start_on_db_with(
+        url: &str,
+        db_name: &str,
+        env: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Command),
+    ) -> TestServer {
+        Self::spawn(url, db_name, env, Stdio::null(), tweak).await
     }
 
     /// Starts the binary with its stdout (the log) written to `log`.
@@ -85,10 +95,16 @@ impl TestServer {
         log: &std::path::Path,
     ) -> TestServer {
         let out = std::fs::File::create(log).expect("log file");
-        Self::spawn(url, db_name, env, Stdio::from(out)).await
+        Self::spawn(url, db_name, env, Stdio::from(out), |_| {}).await
     }
 
-    async fn spawn(url: &str, db_name: &str, env: &[(&str, &str)], stdout: Stdio) -> TestServer {
+    async fn spawn(
+        url: &str,
+        db_name: &str,
+        env: &[(&str, &str)],
+        stdout: Stdio,
+        tweak: impl FnOnce(&mut Command),
+    ) -> TestServer {
         let port = free_port();
         let admin_port = free_port();
         let storage = std::env::temp_dir().join(format!("discodeit-test-{db_name}-{port}"));
@@ -105,6 +121,10 @@ impl TestServer {
             .env("DISCODEIT_ADMIN_USERNAME", ADMIN)
             .env("DISCODEIT_ADMIN_EMAIL", "admin@discodeit.test")
             .env("DISCODEIT_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            // Tests sign up and log in many users from 127.0.0.1; tests/throttle.rs turns
+            // the login throttle on.
+            .env("DISCODEIT_AUTH_IP_BURST", "0")
+            .env("DISCODEIT_AUTH_USERNAME_BURST", "0")
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -114,6 +134,7 @@ impl TestServer {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        tweak(&mut cmd);
         let child = cmd.spawn().expect("spawn discodeit");
         let server = TestServer {
             base: format!("http://127.0.0.1:{port}"),
@@ -164,6 +185,11 @@ impl TestServer {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// True while the process is still running.

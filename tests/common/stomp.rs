@@ -219,7 +219,13 @@ impl StompClient {
             .with_header("host", "localhost")
             .with_header("heart-beat", "0,0");
         self.send(&f).await;
-        self.next_frame(WAIT).await.expect("reply to CONNECT")
+        match self.next_frame(WAIT).await {
+            Some(reply) => reply,
+            None => panic!(
+                "no reply to CONNECT: connection {:?} ({:?})",
+                self.closed, self.close_text
+            ),
+        }
     }
 
     /// Sends raw bytes as one transport message.

@@ -24,7 +24,7 @@ import { EventSource } from 'eventsource';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const execFileP = promisify(execFile);
 
-export const ADMIN = { username: 'admin', email: 'admin@discodeit.test', password: 'admin1234!' };
+export const ADMIN = { username: 'admin', email: 'admin@discodeit.test', password: 'e2e-admin-pw-9!' };
 export const PASSWORD = 'p@ssw0rd1';
 export const SECRET = 'e2e-secret-e2e-secret-e2e-secret-0123456789';
 
@@ -161,6 +161,9 @@ export async function startServer({ env = {} } = {}) {
       DISCODEIT_ADMIN_USERNAME: ADMIN.username,
       DISCODEIT_ADMIN_EMAIL: ADMIN.email,
       DISCODEIT_ADMIN_PASSWORD: ADMIN.password,
+      // Suites sign up and log in many users from 127.0.0.1; the throttle has its own tests.
+      DISCODEIT_AUTH_IP_BURST: '0',
+      DISCODEIT_AUTH_USERNAME_BURST: '0',
       RUST_LOG: process.env.E2E_RUST_LOG || 'warn',
       ...env,
     },

@@ -165,7 +165,7 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
     let drain_idle = Duration::from_secs_f64(args.num("drain-idle", 3.0)?);
     let settle = Duration::from_secs_f64(args.num("settle", 3.0)?);
     let admin_user = args.text("admin-user", "admin");
-    let admin_pass = args.text("admin-password", "admin1234!");
+    let admin_pass = args.text("admin-password", "bench-admin-pw-9!");
     let prefix = args.text(
         "user-prefix",
         if kind == Kind::Sse { "bsse" } else { "bstomp" },

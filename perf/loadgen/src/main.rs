@@ -10,7 +10,7 @@
 //! Options (sse and stomp): --url http://127.0.0.1:8080 --server-pid PID (required) --conns N
 //! --per-user 100 --rate 10[,50...] --duration 10 --workers ceil(N/9000) --sources 8
 //! --connect-parallel 64 --settle 3 --drain-idle 3 --admin-user admin
-//! --admin-password admin1234! --user-prefix bsse|bstomp; stomp only: --publishers 40,
+//! --admin-password bench-admin-pw-9! --user-prefix bsse|bstomp; stomp only: --publishers 40,
 //! --mode messages (SEND /pub/messages: a database insert per message) | broker (SEND to a
 //! plain `/sub/...` broker destination: the fan-out alone).
 

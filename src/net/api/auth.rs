@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::principal;
 use crate::domain::CsrfTokenBody;
 use crate::error::{ApiError, ApiResult};
-use crate::net::multipart::Form;
+use crate::net::multipart::{Form, PartLimits};
 use crate::net::request::Ctx;
 use crate::net::response::{self, Resp, JSON, JSON_UTF8};
 use crate::net::App;
@@ -64,7 +64,11 @@ async fn read_login(ctx: &mut Ctx) -> ApiResult<(String, String)> {
         .to_ascii_lowercase();
     let unreadable = |_| ApiError::unreadable_login();
     let (u, p) = if ct.starts_with("multipart/form-data") {
-        let form = Form::read(ctx, 64 * 1024, 64 * 1024)
+        let no_files = PartLimits {
+            name: "file",
+            files: 0,
+        };
+        let form = Form::read(ctx, 64 * 1024, 64 * 1024, no_files)
             .await
             .map_err(unreadable)?;
         let text = |n: &str| {
@@ -99,7 +103,8 @@ async fn read_login(ctx: &mut Ctx) -> ApiResult<(String, String)> {
 
 pub async fn login(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {
     let (username, password) = read_login(ctx).await?;
-    let pair = app.services.login(&username, &password).await?;
+    let client = ctx.client_ip(&app.config.trusted_proxies);
+    let pair = app.services.login(&username, &password, client).await?;
     set_refresh(ctx, &pair.refresh);
     let body = serde_json::to_vec(&pair.access).unwrap_or_default();
     Ok(response::with_body(StatusCode::OK, JSON_UTF8, body))

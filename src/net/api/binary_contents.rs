@@ -60,5 +60,8 @@ pub async fn download(app: &App, id: Uuid) -> ApiResult<Resp> {
         header::CONTENT_DISPOSITION,
         &disposition(&meta.file_name),
     );
+    // The stored content type is whatever the uploader claimed: browsers must not sniff a
+    // "text/plain" file into HTML or script.
+    set_header(&mut r, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     Ok(r)
 }

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::principal;
 use crate::error::{ApiError, ApiResult};
-use crate::net::multipart::Form;
+use crate::net::multipart::{Form, PartLimits};
 use crate::net::request::Ctx;
 use crate::net::response::{self, Resp};
 use crate::net::router::no_content;
@@ -37,7 +37,11 @@ pub async fn list(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {
 pub async fn create(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {
     let caller = principal(app, ctx).await?;
     let cfg = &app.config;
-    let form = Form::read(ctx, cfg.max_file_bytes, cfg.max_request_bytes).await?;
+    let parts = PartLimits {
+        name: "attachments",
+        files: cfg.max_attachments,
+    };
+    let form = Form::read(ctx, cfg.max_file_bytes, cfg.max_request_bytes, parts).await?;
     let req: MessageCreateRequest = form.json("messageCreateRequest")?;
     let files = form.files("attachments");
     let dto = app

@@ -703,7 +703,7 @@ mod tests {
             total += p.messages;
         }
         assert_eq!(total, 2000);
-        assert!(calls >= 2 && calls <= 20, "{calls}");
+        assert!((2..=20).contains(&calls), "{calls}");
     }
 
     #[test]

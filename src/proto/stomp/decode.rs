@@ -315,6 +315,7 @@ fn parse_head(raw: &[u8], body_start: usize) -> Result<Head, DecodeError> {
         };
         let name = header_text(&line[..colon], escaped)?;
         let value = header_text(&line[colon + 1..], escaped)?;
+        check_controls(&name, &value)?;
         headers.push((name, value));
     }
     let content_length = match headers.iter().find(|(n, _)| n == "content-length") {
@@ -345,6 +346,24 @@ fn header_text(raw: &[u8], escaped: bool) -> Result<String, DecodeError> {
     } else {
         Ok(text.to_owned())
     }
+}
+
+/// Refuses control characters (C0, DEL, C1; `\r` and `\n` included, even when they were
+/// escaped) in a header name or value. Nothing the server does with a header needs them, and
+/// a NUL or line break that reaches a destination, a log line or a database row is at best
+/// useless and at worst poison (PostgreSQL refuses NUL in text).
+fn check_controls(name: &str, value: &str) -> Result<(), DecodeError> {
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(DecodeError::control_in_name(name, c));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(DecodeError::ControlCharacter {
+            header: name.to_string(),
+            in_name: false,
+            code: u32::from(c),
+        });
+    }
+    Ok(())
 }
 
 /// Reverses STOMP 1.2 header escaping; any escape other than `\r` `\n` `\c` `\\` is an error.

@@ -36,6 +36,14 @@ pub enum DecodeError {
     FrameTooLarge { limit: usize },
     /// A `heart-beat` header is not of the form `<cx>,<cy>` with two non-negative integers.
     InvalidHeartBeat,
+    /// A header name or value (after unescaping) contains a control character. `header` is
+    /// the header's name (for a bad name: a printable, truncated copy of it); `code` the
+    /// offending character's code point.
+    ControlCharacter {
+        header: String,
+        in_name: bool,
+        code: u32,
+    },
 }
 
 impl DecodeError {
@@ -47,6 +55,25 @@ impl DecodeError {
             text.push_str("...");
         }
         DecodeError::UnknownCommand(text)
+    }
+
+    /// Builds [`DecodeError::ControlCharacter`] for a header *name*, keeping a printable,
+    /// truncated copy of the name.
+    pub(crate) fn control_in_name(name: &str, c: char) -> DecodeError {
+        let mut shown: String = name.escape_debug().collect();
+        if shown.len() > MAX_REPORTED_COMMAND {
+            let mut cut = MAX_REPORTED_COMMAND;
+            while !shown.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            shown.truncate(cut);
+            shown.push_str("...");
+        }
+        DecodeError::ControlCharacter {
+            header: shown,
+            in_name: true,
+            code: u32::from(c),
+        }
     }
 }
 
@@ -77,6 +104,23 @@ impl fmt::Display for DecodeError {
             DecodeError::InvalidHeartBeat => {
                 f.write_str("invalid heart-beat header: expected <cx>,<cy>")
             }
+            DecodeError::ControlCharacter {
+                header,
+                in_name: true,
+                code,
+            } => write!(
+                f,
+                "header name \"{header}\" contains the control character U+{code:04X}"
+            ),
+            DecodeError::ControlCharacter {
+                header,
+                in_name: false,
+                code,
+            } => write!(
+                f,
+                "header '{header}' contains the control character U+{code:04X}: \
+                 control characters are not allowed in header values"
+            ),
         }
     }
 }
@@ -113,6 +157,30 @@ mod tests {
             DecodeError::InvalidContentLength.to_string(),
             "invalid content-length header"
         );
+        assert_eq!(
+            DecodeError::ControlCharacter {
+                header: "destination".into(),
+                in_name: false,
+                code: 0
+            }
+            .to_string(),
+            "header 'destination' contains the control character U+0000: \
+             control characters are not allowed in header values"
+        );
+        assert_eq!(
+            DecodeError::control_in_name("a\nb", '\n').to_string(),
+            "header name \"a\\nb\" contains the control character U+000A"
+        );
+    }
+
+    #[test]
+    fn control_in_name_is_truncated_and_printable() {
+        let e = DecodeError::control_in_name(&"\u{1}".repeat(100), '\u{1}');
+        let DecodeError::ControlCharacter { header, .. } = &e else {
+            panic!("wrong variant")
+        };
+        assert!(header.len() <= MAX_REPORTED_COMMAND + 3);
+        assert!(!header.chars().any(char::is_control));
     }
 
     #[test]

@@ -203,10 +203,51 @@ fn frame_without_headers_or_body() {
 
 #[test]
 fn header_values_and_names_are_unescaped() {
-    let f = decode_one(b"SEND\na\\cb:x\\ny\\\\z\\r\nplain:v:w\n\n\0").unwrap();
-    assert_eq!(f.header("a:b"), Some("x\ny\\z\r"));
+    let f = decode_one(b"SEND\na\\cb:x\\cy\\\\z\nplain:v:w\n\n\0").unwrap();
+    assert_eq!(f.header("a:b"), Some("x:y\\z"));
     // A raw colon after the first one belongs to the value.
     assert_eq!(f.header("plain"), Some("v:w"));
+}
+
+#[test]
+fn control_characters_in_headers_are_errors() {
+    let value = |name: &str, code: u32| DecodeError::ControlCharacter {
+        header: name.into(),
+        in_name: false,
+        code,
+    };
+    // Raw NUL, raw CR inside a line, escaped line breaks, TAB, DEL and a C1 control.
+    assert_eq!(
+        decode_str(b"SEND\ndestination:/sub/a\0b\n\n\0"),
+        Err(value("destination", 0))
+    );
+    assert_eq!(
+        decode_str(b"SEND\ndestination:/sub/a\rb\n\n\0"),
+        Err(value("destination", 0x0d))
+    );
+    assert_eq!(decode_str(b"SEND\nx:a\\nb\n\n\0"), Err(value("x", 0x0a)));
+    assert_eq!(decode_str(b"SEND\nx:a\\r\n\n\0"), Err(value("x", 0x0d)));
+    assert_eq!(decode_str(b"SEND\nx:a\tb\n\n\0"), Err(value("x", 0x09)));
+    assert_eq!(decode_str(b"SEND\nx:\x7f\n\n\0"), Err(value("x", 0x7f)));
+    assert_eq!(
+        decode_str("SEND\nx:\u{85}\n\n\0".as_bytes()),
+        Err(value("x", 0x85))
+    );
+    // In a name, and in the raw headers of CONNECT too.
+    let e = decode_str(b"SEND\na\\nb:1\n\n\0").unwrap_err();
+    assert_eq!(e, DecodeError::control_in_name("a\nb", '\n'));
+    assert_eq!(
+        decode_str(b"CONNECT\nlogin:a\0\n\n\0"),
+        Err(value("login", 0))
+    );
+    // The message names the header and the character, ready for an ERROR frame.
+    let e = decode_str(b"SEND\ndestination:/sub/\0\n\n\0").unwrap_err();
+    assert!(e
+        .to_string()
+        .starts_with("header 'destination' contains the control character U+0000"));
+    // The body may still carry anything.
+    let f = decode_one(b"SEND\ncontent-length:3\n\n\0\n\t\0").unwrap();
+    assert_eq!(&f.body[..], b"\0\n\t");
 }
 
 #[test]
@@ -670,7 +711,7 @@ fn heartbeat_is_a_single_lf() {
 
 #[test]
 fn escaping_round_trip() {
-    let nasty = "a:b\\c\nd\re\\n\\\\::\r\n";
+    let nasty = "a:b\\cde\\n\\\\::";
     for command in [
         Command::Send,
         Command::Message,
@@ -733,7 +774,15 @@ fn template_matches_encode() {
             &body,
         );
         assert_eq!(rendered, encode_to_bytes(&expected));
-        assert_eq!(decode_one(&rendered).unwrap(), expected);
+        if sub.contains(char::is_control) {
+            // Escaped on the way out, refused on the way in (see control_characters_…).
+            assert!(matches!(
+                decode_one(&rendered),
+                Err(DecodeError::ControlCharacter { .. })
+            ));
+        } else {
+            assert_eq!(decode_one(&rendered).unwrap(), expected);
+        }
     }
 }
 
