@@ -86,6 +86,10 @@ impl Services {
 
     /// Password login by exact username; replaces any earlier session of the user.
     pub async fn login(&self, username: &str, password: &str) -> ApiResult<TokenPair> {
+        // No stored name contains U+0000 (PostgreSQL text cannot hold it): such a user is unknown.
+        if username.contains('\0') {
+            return Err(ApiError::unknown_login_user());
+        }
         let db = self.db.client().await?;
         let user = users::find_by_username(&**db, username)
             .await?
