@@ -18,6 +18,7 @@ Configuration comes from environment variables (defaults in brackets):
   SECURITY_JWT_REFRESH_TOKEN_VALIDITY_SECONDS  refresh token lifetime [604800]
   DISCODEIT_STORAGE_DIR                        file storage directory [./.data/storage]
   DISCODEIT_WEB_DIR                            web client to serve at / [unset: none]
+  DISCODEIT_SWAGGER_UI_DIR                     Swagger UI files to serve at /swagger-ui [unset: none]
   DISCODEIT_INSTANCE_ID                        this instance's name [hostname]
   DISCODEIT_ADMIN_USERNAME                     bootstrap admin user name [unset: no admin]
   DISCODEIT_ADMIN_EMAIL                        bootstrap admin e-mail
@@ -52,6 +53,7 @@ pub struct Config {
     pub refresh_ttl: Duration,
     pub storage_dir: PathBuf,
     pub web_dir: Option<PathBuf>,
+    pub swagger_ui_dir: Option<PathBuf>,
     pub instance_id: String,
     pub admin: Option<AdminBootstrap>,
     pub max_file_bytes: usize,
@@ -158,6 +160,7 @@ impl Config {
                 .unwrap_or_else(|| "./.data/storage".into())
                 .into(),
             web_dir: var("DISCODEIT_WEB_DIR").map(PathBuf::from),
+            swagger_ui_dir: var("DISCODEIT_SWAGGER_UI_DIR").map(PathBuf::from),
             instance_id,
             admin,
             max_file_bytes: parse_num("DISCODEIT_MAX_FILE_BYTES", 10 * 1024 * 1024)? as usize,

@@ -2,6 +2,7 @@
 //! handlers. Handlers parse and authenticate, call the service layer, and write the reply.
 
 pub mod api;
+pub mod api_docs;
 pub mod multipart;
 pub mod request;
 pub mod response;

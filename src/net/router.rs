@@ -1,5 +1,6 @@
 //! Request routing: `/api/**` to the REST handlers (after the CSRF check), `/actuator/health`,
-//! `/ws/**` to the realtime transports, everything else to the static web client.
+//! `/ws/**` to the realtime transports, `/v3/api-docs` and `/swagger-ui` to the API reference,
+//! everything else to the static web client.
 
 use http::{header, Method, StatusCode};
 use hyper::body::Incoming;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::api::{self, Route};
+use super::api_docs;
 use super::request::{parse_uuid, Ctx};
 use super::response::{self, set_header, Resp};
 use crate::error::{ApiError, ApiResult};
@@ -24,6 +26,9 @@ pub async fn handle(app: Arc<App>, req: http::Request<Incoming>, remote: SocketA
     if path == "/actuator/health" || path == "/actuator/health/" {
         return api::health(&app).await;
     }
+    if let Some(resp) = api_docs::route(&app, &ctx.method, &path).await {
+        return resp;
+    }
     if path == "/api" || path.starts_with("/api/") {
         let mut resp = match resolve(&ctx.method, &path) {
             Ok(route) => match check_csrf(&app, &mut ctx, &route) {
@@ -33,7 +38,13 @@ pub async fn handle(app: Arc<App>, req: http::Request<Incoming>, remote: SocketA
                 },
                 Err(e) => response::error(&e, &path),
             },
-            Err(e) => response::error(&e, &path),
+            Err(e) => {
+                let mut r = response::error(&e, &path);
+                if e.status == StatusCode::METHOD_NOT_ALLOWED.as_u16() {
+                    set_header(&mut r, header::ALLOW, &allowed_methods(&path));
+                }
+                r
+            }
         };
         set_header(
             &mut resp,
@@ -160,6 +171,28 @@ pub fn resolve(method: &Method, path: &str) -> ApiResult<Route> {
     }
 }
 
+/// The `Allow` header of a 405: every method [`resolve`] routes for `path` (a malformed id
+/// still means the method exists).
+fn allowed_methods(path: &str) -> String {
+    let candidates = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+    candidates
+        .iter()
+        .filter(|m| match resolve(m, path) {
+            Ok(_) => true,
+            Err(e) => e.status == StatusCode::BAD_REQUEST.as_u16(),
+        })
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// 204 No Content.
 pub fn no_content() -> Resp {
     response::status_only(StatusCode::NO_CONTENT)
@@ -188,6 +221,13 @@ mod tests {
             resolve(&Method::GET, "/api/channels").unwrap(),
             Route::ListChannels
         );
+    }
+
+    #[test]
+    fn allow_lists_the_routed_methods() {
+        assert_eq!(allowed_methods("/api/users"), "GET, HEAD, POST");
+        assert_eq!(allowed_methods("/api/users/not-a-uuid"), "PATCH, DELETE");
+        assert_eq!(allowed_methods("/api/auth/role"), "PUT");
     }
 
     #[test]
