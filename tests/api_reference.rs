@@ -237,3 +237,73 @@ async fn what_postgresql_cannot_store_is_a_400_not_a_500() {
 
     assert_eq!(row_counts(&server).await, before, "a refused request wrote");
 }
+
+#[tokio::test]
+async fn a_json_body_must_be_an_object() {
+    let server = TestServer::start().await;
+    let mut api = server.client();
+    api.register("arrays").await;
+    let me = api.user_id();
+    let channel = api.create_private_channel(&[&me, &me]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let statuses: Value = api
+        .get(&format!("/api/readStatuses?userId={me}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let status_id = statuses[0]["id"].as_str().unwrap().to_string();
+
+    // serde would fill a struct from an array of its field values; the server refuses it.
+    let r = api
+        .send_json(
+            Method::PATCH,
+            &format!("/api/readStatuses/{status_id}"),
+            &json!([null, null]),
+        )
+        .await;
+    let body = expect_error(r, 400, "INVALID_REQUEST").await;
+    assert!(body["details"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("object"));
+    let r = api
+        .post_json("/api/channels/private", &json!([[me, me]]))
+        .await;
+    expect_error(r, 400, "INVALID_REQUEST").await;
+    let form = Form::new().part(
+        "messageCreateRequest",
+        json_part(&json!(["hello", channel, me])),
+    );
+    let r = api
+        .req(Method::POST, "/api/messages")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 400, "INVALID_REQUEST").await;
+    // Login answers every unreadable body with 401.
+    let anon = server.client();
+    anon.csrf().await;
+    let r = anon
+        .req(Method::POST, "/api/auth/login")
+        .json(&json!(["arrays", "p@ssw0rd1"]))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 401, "AuthenticationServiceException").await;
+
+    // Empty query values mean "absent", as Spring binds them (documented in openapi.yaml).
+    let r = api
+        .get(&format!(
+            "/api/messages?channelId={channel}&cursor=&size=&page="
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    let page: Value = r.json().await.unwrap();
+    assert_eq!(page["size"], 50);
+    let r = api.get("/api/binaryContents?binaryContentIds=").await;
+    assert_eq!(r.json::<Value>().await.unwrap(), json!([]));
+}
