@@ -28,9 +28,11 @@ RUN apt-get update \
     && mkdir -p /data/storage && chown -R discodeit /data
 COPY --from=build /src/target/release/discodeit /usr/local/bin/discodeit
 USER discodeit
+# The admin listener (metrics, probes) stays on the container's loopback unless
+# DISCODEIT_ADMIN_ADDR says otherwise (compose opens it to the internal network for Prometheus).
 ENV DISCODEIT_ADDR=0.0.0.0:8080 \
     DISCODEIT_STORAGE_DIR=/data/storage
 EXPOSE 8080
 HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=12 \
-    CMD curl -fsS http://127.0.0.1:8080/actuator/health || exit 1
+    CMD curl -fsS http://127.0.0.1:9091/actuator/health/readiness || exit 1
 ENTRYPOINT ["/usr/local/bin/discodeit"]

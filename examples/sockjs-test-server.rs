@@ -2,8 +2,9 @@
 //! expects, on the same session and transport machinery `/ws` uses.
 //!
 //! ```text
+//! scripts/sockjs-conformance.sh SUITE_DIR    # builds this, starts it, runs the suite
 //! cargo run --example sockjs-test-server -- --port 8081
-//! SOCKJS_URL=http://localhost:8081 python sockjs-protocol.py
+//! SOCKJS_URL=http://127.0.0.1:8081 python2.7 sockjs-protocol.py
 //! ```
 //!
 //! - `/echo`: echoes every message;
@@ -103,7 +104,8 @@ impl Endpoints {
     }
 }
 
-/// `--host` (default 127.0.0.1: the suite runs locally) and `--port` (default 8081).
+/// `--host` (default 127.0.0.1: the suite runs locally) and `--port` (default 8081; 0 picks a
+/// free port, printed on the first line of stdout).
 fn addr_from_args() -> Result<(String, u16), String> {
     let mut args = std::env::args().skip(1);
     let mut port = 8081;
@@ -141,7 +143,11 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    println!("SockJS test server on http://{host}:{port}");
+    // The bound address, so `--port 0` (any free port) can be found by a script.
+    match listener.local_addr() {
+        Ok(addr) => println!("SockJS test server on http://{addr}"),
+        Err(_) => println!("SockJS test server on http://{host}:{port}"),
+    }
     let endpoints = Arc::new(Endpoints::new());
     loop {
         let Ok((stream, _)) = listener.accept().await else {

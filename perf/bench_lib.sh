@@ -53,6 +53,7 @@ bench_server_start() {
         SECURITY_JWT_SECRET="$BENCH_SECRET" \
         SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS=7200 \
         DISCODEIT_ADDR="127.0.0.1:$port" \
+        DISCODEIT_ADMIN_ADDR="127.0.0.1:0" \
         DISCODEIT_STORAGE_DIR="$storage" \
         DISCODEIT_ADMIN_USERNAME="$BENCH_ADMIN" \
         DISCODEIT_ADMIN_EMAIL=admin@bench.local \

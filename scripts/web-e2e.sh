@@ -15,6 +15,7 @@ psql "$DISCODEIT_PG_ADMIN_URL" -qc "CREATE DATABASE $db" >/dev/null
 cat >"$work/env" <<ENV
 export DATABASE_URL='${DISCODEIT_PG_ADMIN_URL%/*}/$db'
 export DISCODEIT_ADDR='127.0.0.1:$port'
+export DISCODEIT_ADMIN_ADDR='127.0.0.1:0'
 export DISCODEIT_WEB_DIR='$PWD/web/dist'
 export DISCODEIT_STORAGE_DIR='$work/storage'
 export DISCODEIT_ADMIN_USERNAME='admin'

@@ -14,6 +14,7 @@ use crate::net::static_files::StaticFiles;
 use crate::net::ws::WsEndpoint;
 use crate::net::App;
 use crate::security::jwt::JwtCodec;
+use crate::security::metered_registry::MeteredRegistry;
 use crate::security::redis_registry::RedisRegistry;
 use crate::security::registry::{JwtRegistry, MemoryRegistry};
 use crate::service::Services;
@@ -28,6 +29,7 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
     let files = FileStore::new(&config.storage_dir)
         .map_err(|e| format!("storage dir {}: {e}", config.storage_dir.display()))?;
     let (registry, memory) = session_registry(&config).await?;
+    let registry: Arc<dyn JwtRegistry> = Arc::new(MeteredRegistry::new(registry));
     let bus = match &config.kafka_bootstrap {
         Some(_) => EventBus::distributed(OutboxWriter::start(db.clone())),
         None => EventBus::new(),
@@ -55,6 +57,7 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
         sse,
         ws: Some(ws),
         ready: start_event_pipeline(&config, &bus)?,
+        accepting: AtomicBool::new(true),
     });
     spawn_session_sweeper(services, memory);
     Ok(app)
@@ -118,18 +121,22 @@ fn spawn_session_sweeper(services: Arc<Services>, memory: Option<Arc<MemoryRegis
 /// Binds and serves until a shutdown signal.
 pub async fn run(config: Config) -> Result<(), String> {
     let addr = config.addr;
+    let admin_addr = config.admin_addr;
     let app = build(config).await?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let admin = TcpListener::bind(admin_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {admin_addr} (DISCODEIT_ADMIN_ADDR): {e}"))?;
+    let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(
-        "discodeit {} listening on http://{}",
+        "discodeit {} listening on http://{} (metrics and health on http://{})",
         app.config.instance_id,
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
+        bound(&listener),
+        bound(&admin)
     );
+    crate::net::admin::spawn(app.clone(), admin);
     crate::net::server::serve(app, listener, shutdown_signal()).await;
     tracing::info!("shut down");
     Ok(())

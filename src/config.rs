@@ -1,51 +1,179 @@
-//! Configuration from environment variables. Every variable is listed in [`HELP`] and README.
+//! Configuration from environment variables. Every variable is listed in [`KNOWN_VARS`] (which
+//! `--help` prints) and in README's configuration table.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `discodeit --help`.
-pub const HELP: &str = "\
-discodeit - real-time Discodeit chat backend (REST, STOMP over WebSocket/SockJS, SSE)
+/// One environment variable the server reads: its name and the `--help` line (default in
+/// brackets). The single list `--help`, README's table and the deployment test derive from.
+#[derive(Debug, Clone, Copy)]
+pub struct Var {
+    pub name: &'static str,
+    pub help: &'static str,
+}
 
-Usage: discodeit [--help]
-Configuration comes from environment variables (defaults in brackets):
-  DISCODEIT_ADDR                               listen address [0.0.0.0:8080]
-  DATABASE_URL                                 PostgreSQL URL [required]
-  DATABASE_POOL_SIZE                           PostgreSQL connections [32]
-  SECURITY_JWT_SECRET                          HMAC secret, at least 32 bytes [required]
-  SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS   access token lifetime [600]
-  SECURITY_JWT_REFRESH_TOKEN_VALIDITY_SECONDS  refresh token lifetime [604800]
-  DISCODEIT_STORAGE_DIR                        file storage directory [./.data/storage]
-  DISCODEIT_WEB_DIR                            web client to serve at / [unset: none]
-  DISCODEIT_SWAGGER_UI_DIR                     Swagger UI files to serve at /swagger-ui [unset: none]
-  DISCODEIT_INSTANCE_ID                        this instance's name [hostname]
-  DISCODEIT_ADMIN_USERNAME                     bootstrap admin user name [unset: no admin]
-  DISCODEIT_ADMIN_EMAIL                        bootstrap admin e-mail
-  DISCODEIT_ADMIN_PASSWORD                     bootstrap admin password
-  DISCODEIT_MAX_FILE_BYTES                     upload limit per file [10485760]
-  DISCODEIT_MAX_REQUEST_BYTES                  upload limit per request [31457280]
-  DISCODEIT_CSRF_ENABLED                       enforce the CSRF double-submit check [true]
-  DISCODEIT_SSE_REPLAY_MAX_EVENTS              SSE events kept per user for replay [1000]
-  DISCODEIT_SSE_REPLAY_MAX_AGE_SECONDS         SSE replay horizon [3600]
-  DISCODEIT_SSE_KEEPALIVE_SECONDS              SSE keep-alive interval [15]
-  DISCODEIT_STOMP_MAX_FRAME_BYTES              STOMP frame limit [65536]
-  DISCODEIT_OUTBOUND_QUEUE                     frames queued per connection before it is dropped [1024]
-  DISCODEIT_SOCKET_SEND_BUFFER                 SO_SNDBUF per connection, bytes [unset: kernel]
-  REDIS_URL                                    Redis for the JWT registry [unset: in memory]
-  KAFKA_BOOTSTRAP_SERVERS                      Kafka for the event fan-out [unset: in process]
-  REDIS_KEY_PREFIX                             namespace of the registry's Redis keys [discodeit:]
-  KAFKA_TOPIC_PREFIX                           namespace of the Kafka topics [discodeit.]
-  KAFKA_TOPIC_PARTITIONS                       partitions of the message topics at creation [4]
-  KAFKA_SESSION_TIMEOUT_MS                     consumer group session timeout [6000]
-  KAFKA_HEARTBEAT_INTERVAL_MS                  consumer group heartbeat interval [1000]
-  RUST_LOG                                     log filter [info]
-";
+const fn v(name: &'static str, help: &'static str) -> Var {
+    Var { name, help }
+}
+
+/// Every variable [`Config::from_lookup`] (and the log set-up) reads; reading one not listed
+/// here is a bug caught by a debug assertion and a unit test.
+pub const KNOWN_VARS: &[Var] = &[
+    v("DISCODEIT_ADDR", "listen address [0.0.0.0:8080]"),
+    v(
+        "DISCODEIT_ADMIN_ADDR",
+        "metrics and health listener, never behind nginx [127.0.0.1:9091]",
+    ),
+    v("DATABASE_URL", "PostgreSQL URL [required]"),
+    v("DATABASE_POOL_SIZE", "PostgreSQL connections [32]"),
+    v(
+        "SECURITY_JWT_SECRET",
+        "HMAC secret, at least 32 bytes [required]",
+    ),
+    v(
+        "SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS",
+        "access token lifetime [600]",
+    ),
+    v(
+        "SECURITY_JWT_REFRESH_TOKEN_VALIDITY_SECONDS",
+        "refresh token lifetime [604800]",
+    ),
+    v(
+        "DISCODEIT_STORAGE_DIR",
+        "file storage directory [./.data/storage]",
+    ),
+    v(
+        "DISCODEIT_WEB_DIR",
+        "web client to serve at / [unset: none]",
+    ),
+    v(
+        "DISCODEIT_SWAGGER_UI_DIR",
+        "Swagger UI files to serve at /swagger-ui [unset: none]",
+    ),
+    v("DISCODEIT_INSTANCE_ID", "this instance's name [hostname]"),
+    v(
+        "DISCODEIT_ADMIN_USERNAME",
+        "bootstrap admin user name [unset: no admin]",
+    ),
+    v("DISCODEIT_ADMIN_EMAIL", "bootstrap admin e-mail"),
+    v("DISCODEIT_ADMIN_PASSWORD", "bootstrap admin password"),
+    v(
+        "DISCODEIT_MAX_FILE_BYTES",
+        "upload limit per file [10485760]",
+    ),
+    v(
+        "DISCODEIT_MAX_REQUEST_BYTES",
+        "upload limit per request [31457280]",
+    ),
+    v(
+        "DISCODEIT_CSRF_ENABLED",
+        "enforce the CSRF double-submit check [true]",
+    ),
+    v(
+        "DISCODEIT_SSE_REPLAY_MAX_EVENTS",
+        "SSE events kept per user for replay [1000]",
+    ),
+    v(
+        "DISCODEIT_SSE_REPLAY_MAX_AGE_SECONDS",
+        "SSE replay horizon [3600]",
+    ),
+    v(
+        "DISCODEIT_SSE_KEEPALIVE_SECONDS",
+        "SSE keep-alive interval [15]",
+    ),
+    v(
+        "DISCODEIT_STOMP_MAX_FRAME_BYTES",
+        "STOMP frame limit [65536]",
+    ),
+    v(
+        "DISCODEIT_OUTBOUND_QUEUE",
+        "frames queued per connection before it is dropped [1024]",
+    ),
+    v(
+        "DISCODEIT_SOCKET_SEND_BUFFER",
+        "SO_SNDBUF per connection, bytes [unset: kernel]",
+    ),
+    v("REDIS_URL", "Redis for the JWT registry [unset: in memory]"),
+    v(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "Kafka for the event fan-out [unset: in process]",
+    ),
+    v(
+        "REDIS_KEY_PREFIX",
+        "namespace of the registry's Redis keys [discodeit:]",
+    ),
+    v(
+        "KAFKA_TOPIC_PREFIX",
+        "namespace of the Kafka topics [discodeit.]",
+    ),
+    v(
+        "KAFKA_TOPIC_PARTITIONS",
+        "partitions of the message topics at creation [4]",
+    ),
+    v(
+        "KAFKA_SESSION_TIMEOUT_MS",
+        "consumer group session timeout [6000]",
+    ),
+    v(
+        "KAFKA_HEARTBEAT_INTERVAL_MS",
+        "consumer group heartbeat interval [1000]",
+    ),
+    v("DISCODEIT_LOG_FORMAT", "text or json [text]"),
+    v("RUST_LOG", "log filter [info]"),
+];
+
+/// Read only as a fallback for `DISCODEIT_INSTANCE_ID` (container runtimes set it).
+const FALLBACK_VARS: &[&str] = &["HOSTNAME"];
+
+/// True when the server reads `name` (the deployment check uses it).
+pub fn is_known(name: &str) -> bool {
+    KNOWN_VARS.iter().any(|v| v.name == name) || FALLBACK_VARS.contains(&name)
+}
+
+/// `discodeit --help`: the usage line and [`KNOWN_VARS`].
+pub fn help() -> String {
+    let mut s = String::from(
+        "discodeit - real-time Discodeit chat backend (REST, STOMP over WebSocket/SockJS, SSE)\n\n\
+         Usage: discodeit [--help]\n\
+         Configuration comes from environment variables (defaults in brackets):\n",
+    );
+    let width = KNOWN_VARS.iter().map(|v| v.name.len()).max().unwrap_or(0) + 2;
+    for v in KNOWN_VARS {
+        s.push_str(&format!("  {:width$}{}\n", v.name, v.help));
+    }
+    s
+}
+
+/// The log output format (`DISCODEIT_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (colours only on a terminal).
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    /// Reads `DISCODEIT_LOG_FORMAT` through `get`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        match get("DISCODEIT_LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("") | Some("text") => Ok(LogFormat::Text),
+            Some("json") => Ok(LogFormat::Json),
+            Some(v) => Err(format!(
+                "DISCODEIT_LOG_FORMAT must be text or json, got {v:?}"
+            )),
+        }
+    }
+}
 
 /// The validated server configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub addr: SocketAddr,
+    /// Where `/actuator/prometheus` and the health endpoints listen (never through nginx).
+    pub admin_addr: SocketAddr,
+    pub log_format: LogFormat,
     pub database_url: String,
     pub database_pool_size: usize,
     pub jwt_secret: Vec<u8>,
@@ -90,7 +218,10 @@ impl Config {
 
     /// Reads configuration through `get`, so tests can pass a map.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let var = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let var = |k: &str| {
+            debug_assert!(is_known(k), "{k} is missing from config::KNOWN_VARS");
+            get(k).filter(|v| !v.trim().is_empty())
+        };
         let parse_num = |k: &str, default: u64| -> Result<u64, String> {
             match var(k) {
                 None => Ok(default),
@@ -104,6 +235,17 @@ impl Config {
         let addr: SocketAddr = addr
             .parse()
             .map_err(|_| format!("DISCODEIT_ADDR must be host:port, got {addr:?}"))?;
+        let admin_addr = var("DISCODEIT_ADMIN_ADDR").unwrap_or_else(|| "127.0.0.1:9091".into());
+        let admin_addr: SocketAddr = admin_addr
+            .parse()
+            .map_err(|_| format!("DISCODEIT_ADMIN_ADDR must be host:port, got {admin_addr:?}"))?;
+        if admin_addr.port() != 0
+            && admin_addr.port() == addr.port()
+            && admin_addr.ip() == addr.ip()
+        {
+            return Err("DISCODEIT_ADMIN_ADDR must differ from DISCODEIT_ADDR".into());
+        }
+        let log_format = LogFormat::from_lookup(var)?;
         let database_url = var("DATABASE_URL").ok_or("DATABASE_URL is required")?;
         let jwt_secret = var("SECURITY_JWT_SECRET").ok_or("SECURITY_JWT_SECRET is required")?;
         if jwt_secret.len() < 32 {
@@ -151,6 +293,8 @@ impl Config {
         }
         Ok(Config {
             addr,
+            admin_addr,
+            log_format,
             database_url,
             database_pool_size: pool as usize,
             jwt_secret: jwt_secret.into_bytes(),
@@ -244,5 +388,59 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.contains("go together"));
+        let e = cfg(&[
+            ("DATABASE_URL", "x"),
+            ("SECURITY_JWT_SECRET", SECRET),
+            ("DISCODEIT_LOG_FORMAT", "xml"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("DISCODEIT_LOG_FORMAT"));
+        let e = cfg(&[
+            ("DATABASE_URL", "x"),
+            ("SECURITY_JWT_SECRET", SECRET),
+            ("DISCODEIT_ADDR", "127.0.0.1:9000"),
+            ("DISCODEIT_ADMIN_ADDR", "127.0.0.1:9000"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("DISCODEIT_ADMIN_ADDR"));
+    }
+
+    #[test]
+    fn admin_listener_defaults_to_loopback() {
+        let c = cfg(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("SECURITY_JWT_SECRET", SECRET),
+        ])
+        .unwrap();
+        assert_eq!(c.admin_addr.to_string(), "127.0.0.1:9091");
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    /// KNOWN_VARS is exactly what the server reads: nothing read is missing from it, nothing
+    /// listed is never read (RUST_LOG is read by the log filter, not by `from_lookup`).
+    #[test]
+    fn known_vars_are_exactly_the_vars_read() {
+        let read = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        Config::from_lookup(|k| {
+            read.lock().unwrap().insert(k.to_string());
+            match k {
+                "DATABASE_URL" => Some("postgres://x".into()),
+                "SECURITY_JWT_SECRET" => Some(SECRET.into()),
+                _ => None,
+            }
+        })
+        .unwrap();
+        let mut read = read.into_inner().unwrap();
+        read.insert("RUST_LOG".into());
+        for name in &read {
+            assert!(is_known(name), "{name} is read but not in KNOWN_VARS");
+        }
+        for v in KNOWN_VARS {
+            assert!(read.contains(v.name), "{} is listed but never read", v.name);
+        }
+        let help = help();
+        for v in KNOWN_VARS {
+            assert!(help.contains(v.name) && help.contains(v.help), "{}", v.name);
+        }
     }
 }

@@ -35,6 +35,22 @@ fn help_lists_every_variable() {
     ] {
         assert!(text.contains(var), "--help misses {var}");
     }
+    // ... and everything the server reads (config::KNOWN_VARS), which README's table lists too.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("## Configuration")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README's Configuration section");
+    for var in discodeit::config::KNOWN_VARS {
+        assert!(text.contains(var.name), "--help misses {}", var.name);
+        assert!(
+            table.contains(&format!("`{}`", var.name)),
+            "README's configuration table misses {}",
+            var.name
+        );
+    }
 }
 
 #[test]

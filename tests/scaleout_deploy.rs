@@ -2,6 +2,10 @@
 //! runs here) and checked for the contract's shape; the nginx template rendered for every
 //! strategy and checked by `nginx -t`.
 
+#[path = "common/cluster.rs"]
+mod cluster;
+mod common;
+
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -29,11 +33,15 @@ fn ensure(tool: &str, package: &str) {
 fn compose_config(env: &[(&str, &str)]) -> Result<Value, String> {
     ensure("docker-compose", "docker-compose");
     let mut cmd = Command::new("bash");
-    cmd.current_dir(repo()).args([
-        "-c",
-        "set -o pipefail; docker-compose -f compose.yaml config | \
+    // Only .env.example's settings (plus `env`): not the caller's environment or a local .env.
+    cmd.current_dir(repo())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args([
+            "-c",
+            "set -o pipefail; docker-compose --env-file .env.example -f compose.yaml config | \
          python3 -c 'import sys, json, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))'",
-    ]);
+        ]);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -47,7 +55,15 @@ fn compose_config(env: &[(&str, &str)]) -> Result<Value, String> {
 #[test]
 fn compose_file_is_valid_and_shaped_like_the_contract() {
     let c = compose_config(&[]).expect("docker-compose config");
-    let services = c["services"].as_object().unwrap();
+    // The services that start without a profile.
+    let services: serde_json::Map<String, Value> = c["services"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| !s["profiles"].is_array())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let services = &services;
     let mut names: Vec<&str> = services.keys().map(String::as_str).collect();
     names.sort();
     assert_eq!(names, ["backend", "kafka", "nginx", "postgres", "redis"]);
@@ -163,15 +179,8 @@ fn nginx_test(strategy: &str) -> Result<String, String> {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     let d = dir.display();
-    std::fs::write(
-        dir.join("nginx.conf"),
-        format!(
-            "pid {d}/nginx.pid; error_log {d}/error.log; events {{}}\n\
-             http {{ include /etc/nginx/mime.types; client_body_temp_path {d}/b; proxy_temp_path {d}/p; \
-             fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s; include {d}/conf.d/*.conf; }}\n"
-        ),
-    )
-    .unwrap();
+    // The image's main config (limits, log format), paths moved into `dir`.
+    std::fs::write(dir.join("nginx.conf"), cluster::nginx_main_conf(&dir)).unwrap();
     let t = Command::new("nginx")
         .args([
             "-t",
@@ -211,6 +220,9 @@ fn nginx_config_is_valid_for_every_strategy() {
         w.contains("server 127.0.0.1:8081 weight=3")
             && w.contains("server 127.0.0.1:8083 weight=1")
     );
+    // Every proxied request carries nginx's request id; probes and metrics stay inside.
+    assert!(rr.contains("proxy_set_header X-Request-Id $request_id;"));
+    assert!(rr.contains("location /actuator/ {\n        return 404;"));
     let err = nginx_test("random_guess").unwrap_err();
     assert!(err.contains("unknown LB_STRATEGY"), "{err}");
 }

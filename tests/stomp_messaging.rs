@@ -1,6 +1,7 @@
 //! STOMP over raw WebSocket at `/ws/websocket`: CONNECT with a token, SUBSCRIBE to a
 //! channel, messages created by STOMP `SEND /pub/messages` and by `POST /api/messages`
-//! (with an attachment) reach every subscriber as the `MessageDto`, and the plain broker.
+//! (with an attachment) reach every subscriber as the `MessageDto`, edits and deletions reach
+//! `/sub/channels.{id}.message-events` (and never `.messages`), and the plain broker.
 
 mod common;
 #[path = "common/stomp.rs"]
@@ -8,6 +9,7 @@ mod stomp;
 
 use common::{TestServer, ADMIN_PASSWORD};
 use discodeit::proto::stomp::{Command, Frame};
+use reqwest::Method;
 use serde_json::{json, Value};
 use stomp::{End, Kind, StompClient, WAIT};
 
@@ -248,4 +250,116 @@ async fn one_user_many_connections_each_get_the_message() {
     for c in &mut tabs {
         assert_eq!(c.next_message_json().await.1["content"], "to every tab");
     }
+}
+
+fn events_dest(channel: &str) -> String {
+    format!("/sub/channels.{channel}.message-events")
+}
+
+#[tokio::test]
+async fn edits_and_deletions_go_to_message_events_only() {
+    let f = fixture().await;
+    let mut a =
+        StompClient::connected(&f.server.base, Kind::Raw, f.alice.token.as_deref().unwrap()).await;
+    a.subscribe_confirmed("new", &dest(&f.channel)).await;
+    a.subscribe_confirmed("ev", &events_dest(&f.channel)).await;
+
+    let created = f.bob.send_text(&f.channel, "first draft").await;
+    let id = created["id"].as_str().unwrap();
+    let (frame, dto) = a.next_message_json().await;
+    assert_eq!(frame.header("subscription"), Some("new"));
+    assert_eq!(dto["id"], id);
+
+    let r = f
+        .bob
+        .send_json(
+            Method::PATCH,
+            &format!("/api/messages/{id}"),
+            &json!({"newContent": "final text"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let edited: Value = r.json().await.unwrap();
+    let (frame, event) = a.next_message_json().await;
+    assert_eq!(frame.header("subscription"), Some("ev"));
+    assert_eq!(
+        frame.header("destination"),
+        Some(events_dest(&f.channel).as_str())
+    );
+    assert_eq!(frame.header("content-type"), Some("application/json"));
+    assert_eq!(event, json!({"type": "updated", "message": edited}));
+    assert_eq!(event["message"]["content"], "final text");
+
+    // Not the author: refused, nothing broadcast.
+    let r = f
+        .alice
+        .send_json(
+            Method::PATCH,
+            &format!("/api/messages/{id}"),
+            &json!({"newContent": "hijacked"}),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        f.alice
+            .delete(&format!("/api/messages/{id}"))
+            .await
+            .status(),
+        403
+    );
+
+    assert_eq!(
+        f.bob.delete(&format!("/api/messages/{id}")).await.status(),
+        204
+    );
+    let (frame, event) = a.next_message_json().await;
+    assert_eq!(frame.header("subscription"), Some("ev"));
+    assert_eq!(
+        event,
+        json!({"type": "deleted", "messageId": id, "channelId": f.channel})
+    );
+
+    // The next frame is the next new message: nothing else went to either destination.
+    f.bob.send_text(&f.channel, "barrier").await;
+    let (frame, dto) = a.next_message_json().await;
+    assert_eq!(frame.header("subscription"), Some("new"));
+    assert_eq!(dto["content"], "barrier");
+}
+
+#[tokio::test]
+async fn message_events_of_a_private_channel_are_for_its_members_only() {
+    let f = fixture().await;
+    let carol = f.server.client().signup("carol").await;
+    let members = [f.bob.user_id(), carol["id"].as_str().unwrap().to_string()];
+    let private = f
+        .bob
+        .create_private_channel(&[&members[0], &members[1]])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Alice is no member: refused with an ERROR naming the destination, then closed.
+    let mut a =
+        StompClient::connected(&f.server.base, Kind::Raw, f.alice.token.as_deref().unwrap()).await;
+    a.subscribe("ev", &events_dest(&private)).await;
+    let error = a.expect_error_and_close(&events_dest(&private)).await;
+    assert_eq!(error.command, Command::Error);
+
+    let mut b =
+        StompClient::connected(&f.server.base, Kind::Raw, f.bob.token.as_deref().unwrap()).await;
+    assert_eq!(
+        b.subscribe_confirmed("ev", &events_dest(&private))
+            .await
+            .command,
+        Command::Receipt
+    );
+    let m = f.bob.send_text(&private, "members only").await;
+    let id = m["id"].as_str().unwrap();
+    assert_eq!(
+        f.bob.delete(&format!("/api/messages/{id}")).await.status(),
+        204
+    );
+    let (_, event) = b.next_message_json().await;
+    assert_eq!(event["type"], "deleted");
+    assert_eq!(event["messageId"], id);
 }

@@ -144,7 +144,7 @@ async fn ws_endpoint_speaks_sockjs_like_spring() {
     assert_eq!(h["content-type"], "application/json;charset=UTF-8");
     assert_eq!(
         h["cache-control"],
-        "no-store, no-cache, must-revalidate, max-age=0"
+        "no-store, no-cache, no-transform, must-revalidate, max-age=0"
     );
     assert_eq!(h["access-control-allow-origin"], "http://localhost:3000");
     assert_eq!(h["access-control-allow-credentials"], "true");

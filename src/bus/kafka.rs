@@ -1,8 +1,8 @@
 //! Kafka side of the multi-instance bus: topic layout, the relay's producer, and the consumer
 //! that feeds every instance's local subscribers.
 //!
-//! Topics, one per event family: `{prefix}messages` (keyed by channel, so one channel's
-//! messages stay in order), `{prefix}broker` (by destination), `{prefix}revocations` (by user),
+//! Topics, one per event family: `{prefix}messages` (created, edited and deleted messages,
+//! keyed by channel, so one channel's messages and their edits stay in order), `{prefix}broker` (by destination), `{prefix}revocations` (by user),
 //! and `{prefix}sse` with a single partition: SSE replay compares event ids, so every instance
 //! must see SSE events in one order, the order of their ids (the relay stamps them).
 //!
@@ -11,10 +11,11 @@
 //! change) is delivered once.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
@@ -30,6 +31,39 @@ use crate::domain::{Audience, Event};
 
 /// How many recent outbox ids a consumer remembers to drop duplicates.
 const DEDUP_WINDOW: usize = 65_536;
+
+/// The consumer's context: turns librdkafka's periodic statistics into the per-topic lag gauge
+/// (records between the high watermark and this instance's position).
+pub struct LagStats;
+
+impl ClientContext for LagStats {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            let lag: i64 = t
+                .partitions
+                .values()
+                // Partition -1 is librdkafka's internal "unassigned" queue; -1 lags are unknown.
+                .filter(|p| p.partition >= 0)
+                .map(|p| {
+                    if p.consumer_lag_stored >= 0 {
+                        p.consumer_lag_stored
+                    } else {
+                        p.consumer_lag.max(0)
+                    }
+                })
+                .sum();
+            crate::telemetry::metrics::record_kafka_lag(topic, lag.max(0) as u64);
+        }
+    }
+}
+
+impl ConsumerContext for LagStats {}
+
+/// This instance's consumer.
+type EventConsumer = StreamConsumer<LagStats>;
+
+/// How often librdkafka reports statistics (and so the lag gauge moves).
+const STATS_INTERVAL_MS: &str = "5000";
 
 /// An event family: one topic each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +106,12 @@ impl Family {
 /// The family and key of an event: what decides its topic and partition.
 pub fn route(e: &Event) -> (Family, String) {
     match e {
-        Event::MessageCreated { message } => (Family::Messages, message.channel_id.to_string()),
+        // Edits and deletions share the channel's key with creations: one partition keeps a
+        // message's events in the order they were committed.
+        Event::MessageCreated { message } | Event::MessageUpdated { message } => {
+            (Family::Messages, message.channel_id.to_string())
+        }
+        Event::MessageDeleted { channel_id, .. } => (Family::Messages, channel_id.to_string()),
         Event::BrokerMessage { destination, .. } => (Family::Broker, destination.clone()),
         Event::UserRevoked { user_id, .. } => (Family::Revocations, user_id.to_string()),
         Event::Sse(s) => match &s.audience {
@@ -225,7 +264,7 @@ pub fn start_consumer(
     ready: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let group = format!("discodeit-{}", config.instance_id);
-    let consumer: StreamConsumer = base_config(&config, &servers)
+    let consumer: EventConsumer = base_config(&config, &servers)
         .set("group.id", &group)
         // Static membership: after a lost session (e.g. the broker paused) the instance
         // rejoins as itself instead of waiting for its old member to expire.
@@ -244,7 +283,8 @@ pub fn start_consumer(
         // Bounds the wait of an idle fetch: the broker answers as soon as data arrives or
         // after this long, whichever is first.
         .set("fetch.wait.max.ms", "50")
-        .create()
+        .set("statistics.interval.ms", STATS_INTERVAL_MS)
+        .create_with_context(LagStats)
         .map_err(|e| format!("kafka consumer: {e}"))?;
     let consumer = Arc::new(consumer);
     tokio::spawn(async move {
@@ -270,7 +310,7 @@ pub fn start_consumer(
 }
 
 /// Delivers consumed events locally, dropping duplicates by outbox id.
-async fn consume(consumer: &StreamConsumer, bus: &EventBus) {
+async fn consume(consumer: &EventConsumer, bus: &EventBus) {
     let mut seen: HashSet<i64> = HashSet::with_capacity(DEDUP_WINDOW);
     let mut order: VecDeque<i64> = VecDeque::with_capacity(DEDUP_WINDOW);
     loop {
@@ -308,7 +348,7 @@ async fn consume(consumer: &StreamConsumer, bus: &EventBus) {
 /// Tracks the assignment: ready while every partition is assigned. On a new assignment,
 /// partitions without a committed offset get the current end committed, so a later rebalance
 /// resumes there instead of jumping to "latest" past events published in between.
-async fn watch_assignment(consumer: Arc<StreamConsumer>, expected: usize, ready: Arc<AtomicBool>) {
+async fn watch_assignment(consumer: Arc<EventConsumer>, expected: usize, ready: Arc<AtomicBool>) {
     let mut initialized = false;
     loop {
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
@@ -332,7 +372,7 @@ async fn watch_assignment(consumer: Arc<StreamConsumer>, expected: usize, ready:
     }
 }
 
-fn commit_missing_offsets(consumer: &StreamConsumer) -> Result<(), String> {
+fn commit_missing_offsets(consumer: &EventConsumer) -> Result<(), String> {
     let timeout = Duration::from_secs(5);
     let committed = consumer.committed(timeout).map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();

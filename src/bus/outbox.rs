@@ -63,6 +63,45 @@ pub async fn insert(c: &impl GenericClient, events: &[Event]) -> ApiResult<()> {
     Ok(())
 }
 
+/// How far the relay is behind, and how many events were given up on (for the metrics scrape).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Rows not yet published.
+    pub rows: u64,
+    /// Age of the oldest unpublished row (zero when there is none).
+    pub oldest_age: Duration,
+    /// Rows in `dead_letters`; `None` where that table does not exist.
+    pub dead_letters: Option<u64>,
+}
+
+/// Reads the [`Backlog`] (the pending rows are found through the `outbox_pending` index).
+pub async fn backlog(db: &Db) -> ApiResult<Backlog> {
+    let c = db.client().await?;
+    let row = c
+        .query_one(
+            "SELECT count(*),
+                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8,
+                    to_regclass('dead_letters') IS NOT NULL
+             FROM outbox WHERE sent_at IS NULL",
+            &[],
+        )
+        .await?;
+    let dead_letters = if row.get::<_, bool>(2) {
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM dead_letters", &[])
+            .await?
+            .get(0);
+        Some(n.max(0) as u64)
+    } else {
+        None
+    };
+    Ok(Backlog {
+        rows: row.get::<_, i64>(0).max(0) as u64,
+        oldest_age: Duration::from_secs_f64(row.get::<_, f64>(1).max(0.0)),
+        dead_letters,
+    })
+}
+
 /// Writes events that have no transaction of their own ([`super::EventBus::publish`]) to the
 /// outbox, in publish order, batched, retrying while the database is unavailable.
 #[derive(Clone)]

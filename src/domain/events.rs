@@ -42,12 +42,55 @@ impl SseEvent {
     }
 }
 
+/// The JSON body of a MESSAGE on `/sub/channels.{channelId}.message-events`:
+/// `{"type":"updated","message":MessageDto}` or
+/// `{"type":"deleted","messageId":…,"channelId":…}`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum MessageEventBody<'a> {
+    Updated {
+        message: &'a MessageDto,
+    },
+    #[serde(rename_all = "camelCase")]
+    Deleted {
+        message_id: Uuid,
+        channel_id: Uuid,
+    },
+}
+
+impl Event {
+    /// For an edit or a deletion: the channel and the `.message-events` body.
+    pub fn message_event(&self) -> Option<(Uuid, MessageEventBody<'_>)> {
+        match self {
+            Event::MessageUpdated { message } => {
+                Some((message.channel_id, MessageEventBody::Updated { message }))
+            }
+            Event::MessageDeleted {
+                message_id,
+                channel_id,
+            } => Some((
+                *channel_id,
+                MessageEventBody::Deleted {
+                    message_id: *message_id,
+                    channel_id: *channel_id,
+                },
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Everything the realtime layer reacts to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Event {
     /// A message was committed: broadcast to `/sub/channels.{channelId}.messages`.
     MessageCreated { message: Arc<MessageDto> },
+    /// A message's content was edited: broadcast to `/sub/channels.{channelId}.message-events`
+    /// (never to `.messages`, whose subscribers expect new messages only).
+    MessageUpdated { message: Arc<MessageDto> },
+    /// A message was deleted: broadcast to `/sub/channels.{channelId}.message-events`.
+    MessageDeleted { message_id: Uuid, channel_id: Uuid },
     /// A message to a plain broker destination (`/sub/...` other than channel messages).
     BrokerMessage { destination: String, body: String },
     /// An SSE event for its audience.
@@ -59,4 +102,52 @@ pub enum Event {
         /// Only connections of this login session; `None` closes all of the user's.
         session_id: Option<Uuid>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use serde_json::json;
+
+    #[test]
+    fn message_event_bodies_have_the_contract_shape() {
+        let (message_id, channel_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let deleted = Event::MessageDeleted {
+            message_id,
+            channel_id,
+        };
+        let (channel, body) = deleted.message_event().unwrap();
+        assert_eq!(channel, channel_id);
+        let body = serde_json::to_value(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"type": "deleted", "messageId": message_id, "channelId": channel_id})
+        );
+
+        let now = Utc::now();
+        let message = MessageDto {
+            id: message_id,
+            created_at: now,
+            updated_at: now,
+            content: "edited".into(),
+            channel_id,
+            author: None,
+            attachments: vec![],
+        };
+        let updated = Event::MessageUpdated {
+            message: Arc::new(message.clone()),
+        };
+        let (channel, body) = updated.message_event().unwrap();
+        assert_eq!(channel, channel_id);
+        let body = serde_json::to_value(&body).unwrap();
+        assert_eq!(body["type"], "updated");
+        assert_eq!(body["message"], serde_json::to_value(&message).unwrap());
+        assert_eq!(body.as_object().unwrap().len(), 2);
+
+        let created = Event::MessageCreated {
+            message: Arc::new(message),
+        };
+        assert!(created.message_event().is_none());
+    }
 }

@@ -35,33 +35,39 @@ pub fn document() -> Result<Value, String> {
     serde_json::from_slice(&json).map_err(|e| e.to_string())
 }
 
-/// Answers the API-reference paths; `None` for every other path.
-pub async fn route(app: &App, method: &Method, path: &str) -> Option<Resp> {
-    let page = match path {
-        "/v3/api-docs" | "/v3/api-docs/" | "/v3/api-docs.yaml" | "/swagger-ui"
-        | "/swagger-ui.html" => None,
-        _ => Some(path.strip_prefix("/swagger-ui/")?),
+/// The metrics route label of Swagger UI's files.
+const SWAGGER_UI_ROUTE: &str = "/swagger-ui/**";
+
+/// Answers the API-reference paths with their route label; `None` for every other path.
+pub async fn route(app: &App, method: &Method, path: &str) -> Option<(&'static str, Resp)> {
+    let label = match path {
+        "/v3/api-docs" | "/v3/api-docs/" => "/v3/api-docs",
+        "/v3/api-docs.yaml" => "/v3/api-docs.yaml",
+        "/swagger-ui" | "/swagger-ui.html" => "/swagger-ui",
+        _ if path.starts_with("/swagger-ui/") => SWAGGER_UI_ROUTE,
+        _ => return None,
     };
     if method != Method::GET && method != Method::HEAD {
         let mut r = response::error(&ApiError::method_not_allowed(method.as_str()), path);
         set_header(&mut r, header::ALLOW, "GET, HEAD");
-        return Some(r);
+        return Some((label, r));
     }
-    Some(match (path, page) {
-        (_, Some(file)) => match &app.swagger_ui {
-            Some(files) => files.serve(file).await,
-            None => response::error(
-                &ApiError::not_found_route(path).detail(
-                    "reason",
-                    "Swagger UI is not installed (DISCODEIT_SWAGGER_UI_DIR)",
+    let resp = match label {
+        SWAGGER_UI_ROUTE => {
+            let file = path.trim_start_matches("/swagger-ui/");
+            match &app.swagger_ui {
+                Some(files) => files.serve(file).await,
+                None => response::error(
+                    &ApiError::not_found_route(path).detail(
+                        "reason",
+                        "Swagger UI is not installed (DISCODEIT_SWAGGER_UI_DIR)",
+                    ),
+                    path,
                 ),
-                path,
-            ),
-        },
-        ("/v3/api-docs.yaml", None) => {
-            response::with_body(StatusCode::OK, OPENAPI_YAML_TYPE, OPENAPI_YAML)
+            }
         }
-        ("/swagger-ui" | "/swagger-ui.html", None) => {
+        "/v3/api-docs.yaml" => response::with_body(StatusCode::OK, OPENAPI_YAML_TYPE, OPENAPI_YAML),
+        "/swagger-ui" => {
             let mut r = response::status_only(StatusCode::FOUND);
             set_header(&mut r, header::LOCATION, SWAGGER_UI_PAGE);
             r
@@ -70,7 +76,8 @@ pub async fn route(app: &App, method: &Method, path: &str) -> Option<Resp> {
             Ok(json) => response::with_body(StatusCode::OK, response::JSON, json),
             Err(e) => response::error(&ApiError::internal(format!("openapi.yaml: {e}")), path),
         },
-    })
+    };
+    Some((label, resp))
 }
 
 /// Converts a YAML document (the JSON-compatible subset OpenAPI uses) to JSON text, keeping

@@ -1,8 +1,11 @@
 //! I/O: the hyper server, routing, request/response helpers, static files, and the REST
 //! handlers. Handlers parse and authenticate, call the service layer, and write the reply.
 
+pub mod access_log;
+pub mod admin;
 pub mod api;
 pub mod api_docs;
+pub mod health;
 pub mod multipart;
 pub mod request;
 pub mod response;

@@ -23,7 +23,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(req: http::Request<Incoming>, remote: std::net::SocketAddr) -> Self {
+    pub fn new(
+        req: http::Request<Incoming>,
+        remote: std::net::SocketAddr,
+        request_id: String,
+    ) -> Self {
         let (parts, body) = req.into_parts();
         let query = parts
             .uri
@@ -35,7 +39,7 @@ impl Ctx {
             path: parts.uri.path().to_string(),
             query,
             headers: parts.headers,
-            request_id: Uuid::new_v4().simple().to_string(),
+            request_id,
             body: Some(body),
             remote,
             set_cookies: Vec::new(),

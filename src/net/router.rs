@@ -1,4 +1,4 @@
-//! Request routing: `/api/**` to the REST handlers (after the CSRF check), `/actuator/health`,
+//! Request routing: `/api/**` to the REST handlers (after the CSRF check), the health probes,
 //! `/ws/**` to the realtime transports, `/v3/api-docs` and `/swagger-ui` to the API reference,
 //! everything else to the static web client.
 
@@ -6,61 +6,113 @@ use http::{header, Method, StatusCode};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::api::{self, Route};
 use super::api_docs;
 use super::request::{parse_uuid, Ctx};
 use super::response::{self, set_header, Resp};
+use super::{access_log, health};
 use crate::error::{ApiError, ApiResult};
 use crate::net::App;
 use crate::security::csrf;
+use crate::telemetry::metrics;
 
-/// Entry point for every HTTP request.
+/// The route label of requests that matched no route (404, 405, malformed ids).
+pub const UNKNOWN_ROUTE: &str = "UNKNOWN";
+/// The route label of the static web client.
+pub const STATIC_ROUTE: &str = "/**";
+/// The route label of the realtime transports (their own metrics count them in detail).
+pub const REALTIME_ROUTE: &str = "/ws/**";
+
+/// Entry point for every HTTP request: runs it inside a span carrying its request id (so
+/// every log line written while serving it has the id), counts it by route template and
+/// status, and attaches the access log line.
 pub async fn handle(app: Arc<App>, req: http::Request<Incoming>, remote: SocketAddr) -> Resp {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let request_id = access_log::request_id(req.headers());
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let (route, mut resp) = dispatch(&app, req, remote, &request_id)
+        .instrument(span)
+        .await;
+    set_header(
+        &mut resp,
+        header::HeaderName::from_static("discodeit-request-id"),
+        &request_id,
+    );
+    let status = resp.status().as_u16();
+    metrics::http_request(&method, route, status, started.elapsed());
+    access_log::attach(
+        resp,
+        access_log::Entry {
+            method,
+            route,
+            status,
+            request_id,
+            instance: app.config.instance_id.clone(),
+            started,
+        },
+    )
+}
+
+/// Routes the request; returns its route template with the response.
+async fn dispatch(
+    app: &Arc<App>,
+    req: http::Request<Incoming>,
+    remote: SocketAddr,
+    request_id: &str,
+) -> (&'static str, Resp) {
     let path = req.uri().path().to_string();
     if path == "/ws" || path.starts_with("/ws/") {
-        return crate::net::api::realtime_entry(&app, req, remote).await;
+        return (
+            REALTIME_ROUTE,
+            crate::net::api::realtime_entry(app, req, remote).await,
+        );
     }
-    let mut ctx = Ctx::new(req, remote);
-    if path == "/actuator/health" || path == "/actuator/health/" {
-        return api::health(&app).await;
+    if let Some(template) = health::template(&path) {
+        return (template, health::respond(app, template).await);
     }
-    if let Some(resp) = api_docs::route(&app, &ctx.method, &path).await {
-        return resp;
+    let mut ctx = Ctx::new(req, remote, request_id.to_string());
+    if let Some(answer) = api_docs::route(app, &ctx.method, &path).await {
+        return answer;
     }
     if path == "/api" || path.starts_with("/api/") {
-        let mut resp = match resolve(&ctx.method, &path) {
-            Ok(route) => match check_csrf(&app, &mut ctx, &route) {
-                Ok(()) => match api::run(&app, &mut ctx, route).await {
-                    Ok(r) => r,
+        let (route, mut resp) = match resolve(&ctx.method, &path) {
+            Ok(route) => {
+                let template = route.template().1;
+                let resp = match check_csrf(app, &mut ctx, &route) {
+                    Ok(()) => match api::run(app, &mut ctx, route).await {
+                        Ok(r) => r,
+                        Err(e) => response::error(&e, &path),
+                    },
                     Err(e) => response::error(&e, &path),
-                },
-                Err(e) => response::error(&e, &path),
-            },
+                };
+                (template, resp)
+            }
             Err(e) => {
                 let mut r = response::error(&e, &path);
                 if e.status == StatusCode::METHOD_NOT_ALLOWED.as_u16() {
                     set_header(&mut r, header::ALLOW, &allowed_methods(&path));
                 }
-                r
+                (UNKNOWN_ROUTE, r)
             }
         };
-        set_header(
-            &mut resp,
-            header::HeaderName::from_static("discodeit-request-id"),
-            &ctx.request_id,
-        );
         for c in &ctx.set_cookies {
             set_header(&mut resp, header::SET_COOKIE, c);
         }
-        return resp;
+        return (route, resp);
     }
     match &app.web {
         Some(web) if ctx.method == Method::GET || ctx.method == Method::HEAD => {
-            web.serve(&path).await
+            (STATIC_ROUTE, web.serve(&path).await)
         }
-        _ => response::error(&ApiError::not_found_route(&path), &path),
+        _ => (
+            UNKNOWN_ROUTE,
+            response::error(&ApiError::not_found_route(&path), &path),
+        ),
     }
 }
 

@@ -22,11 +22,24 @@ pub struct App {
     pub ws: Option<WsEndpoint>,
     /// True once the event pipeline is consuming (multi-instance mode waits for Kafka).
     pub ready: Arc<AtomicBool>,
+    /// True until the instance starts draining: the readiness probe reports DOWN from then
+    /// on, so load balancers and orchestrators stop sending new clients.
+    pub accepting: AtomicBool,
 }
 
 impl App {
     /// True once the event pipeline is consuming (multi-instance mode waits for Kafka).
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// False once [`App::refuse_traffic`] was called.
+    pub fn accepting_traffic(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+
+    /// Turns readiness DOWN for good (the first step of a graceful drain).
+    pub fn refuse_traffic(&self) {
+        self.accepting.store(false, Ordering::Release);
     }
 }

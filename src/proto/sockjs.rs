@@ -1,4 +1,5 @@
-//! SockJS 0.3.3 wire framing, as the sockjs-protocol test suite, sockjs-node and Spring expect it.
+//! SockJS 0.3.3 wire framing, as the current sockjs-protocol test suite, sockjs-node and Spring
+//! expect it.
 //!
 //! Pure: no I/O, no runtime. `net` owns sessions, timers and sockets and calls in here for every
 //! byte that goes on or comes off the wire, so the exact frame formats live (and are tested) in
@@ -573,12 +574,17 @@ pub fn htmlfile_frame(frame: &str) -> Bytes {
     Bytes::from(out)
 }
 
-/// A frame on `jsonp`: `<callback>(<quoted frame>);\r\n` (the 0.3.3 protocol form).
+/// A frame on `jsonp`: `/**/<callback>(<quoted frame>);\r\n`, as sockjs-node sends it.
+///
+/// The leading empty comment keeps the response from starting with bytes the client chose
+/// (the callback), which defeats content-sniffing attacks such as Rosetta Flash; to the
+/// browser evaluating the script it is nothing.
 ///
 /// `callback` should have passed [`valid_callback`]; disallowed characters are dropped anyway.
 pub fn jsonp_frame(callback: &str, frame: &str) -> Bytes {
     let callback = safe_callback(callback);
-    let mut out = String::with_capacity(callback.len() + frame.len() + 12);
+    let mut out = String::with_capacity(callback.len() + frame.len() + 16);
+    out.push_str("/**/");
     out.push_str(&callback);
     out.push('(');
     quote(frame, &mut out);
@@ -603,15 +609,17 @@ fn push_html_attr(out: &mut String, s: &str) {
 }
 
 /// The `/iframe*.html` page, loading the SockJS client from `client_url` (HTML-attribute
-/// escaped) and bootstrapping the cross-domain iframe.
+/// escaped) and then bootstrapping the cross-domain iframe: the markup sockjs-node serves and
+/// the current sockjs-protocol suite matches. sockjs-client 1.x defines
+/// `SockJS.bootstrap_iframe` as soon as its script has run.
 pub fn iframe_html(client_url: &str) -> String {
     let mut out = String::with_capacity(500 + client_url.len());
     out.push_str(
-        "<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n  <script>\n    document.domain = document.domain;\n    _sockjs_onload = function(){SockJS.bootstrap_iframe();};\n  </script>\n  <script src=\"",
+        "<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n  <script src=\"",
     );
     push_html_attr(&mut out, client_url);
     out.push_str(
-        "\"></script>\n</head>\n<body>\n  <h2>Don't panic!</h2>\n  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n</body>\n</html>",
+        "\"></script>\n  <script>\n    document.domain = document.domain;\n    SockJS.bootstrap_iframe();\n  </script>\n</head>\n<body>\n  <h2>Don't panic!</h2>\n  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n</body>\n</html>",
     );
     out
 }
@@ -1094,21 +1102,24 @@ mod tests {
             &htmlfile_frame(&message_frame("</script><b>"))[..],
             b"<script>\np(\"a[\\\"\\u003c/script>\\u003cb>\\\"]\");\n</script>\r\n"
         );
-        assert_eq!(&jsonp_frame("callback", "o")[..], b"callback(\"o\");\r\n");
+        assert_eq!(
+            &jsonp_frame("callback", "o")[..],
+            b"/**/callback(\"o\");\r\n"
+        );
         assert_eq!(
             &jsonp_frame("x", &message_frame("x"))[..],
-            b"x(\"a[\\\"x\\\"]\");\r\n"
+            b"/**/x(\"a[\\\"x\\\"]\");\r\n"
         );
         assert_eq!(
             &jsonp_frame("x", &close_frame(3000, "Go away!"))[..],
-            b"x(\"c[3000,\\\"Go away!\\\"]\");\r\n"
+            b"/**/x(\"c[3000,\\\"Go away!\\\"]\");\r\n"
         );
         assert_eq!(
             &jsonp_frame("x", &message_frame("abc"))[..],
-            b"x(\"a[\\\"abc\\\"]\");\r\n"
+            b"/**/x(\"a[\\\"abc\\\"]\");\r\n"
         );
         // Invalid callbacks are defanged even if the caller skipped `valid_callback`.
-        assert_eq!(&jsonp_frame("a(1);b", "o")[..], b"a1b(\"o\");\r\n");
+        assert_eq!(&jsonp_frame("a(1);b", "o")[..], b"/**/a1b(\"o\");\r\n");
     }
 
     #[test]
@@ -1131,7 +1142,7 @@ mod tests {
 
     #[test]
     fn iframe_page() {
-        let expected = "<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n  <script>\n    document.domain = document.domain;\n    _sockjs_onload = function(){SockJS.bootstrap_iframe();};\n  </script>\n  <script src=\"https://cdn.example/sockjs.min.js\"></script>\n</head>\n<body>\n  <h2>Don't panic!</h2>\n  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n</body>\n</html>";
+        let expected = "<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n  <script src=\"https://cdn.example/sockjs.min.js\"></script>\n  <script>\n    document.domain = document.domain;\n    SockJS.bootstrap_iframe();\n  </script>\n</head>\n<body>\n  <h2>Don't panic!</h2>\n  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n</body>\n</html>";
         assert_eq!(iframe_html("https://cdn.example/sockjs.min.js"), expected);
         assert!(iframe_html("/s.js?a=1&b=\"2\"")
             .contains("<script src=\"/s.js?a=1&amp;b=&quot;2&quot;\"></script>"));

@@ -3,6 +3,7 @@
 
 pub mod csrf;
 pub mod jwt;
+pub mod metered_registry;
 pub mod password;
 pub mod principal;
 pub mod redis_registry;

@@ -346,6 +346,10 @@ impl JwtRegistry for RedisRegistry {
             Ok(parse_users(ids).collect())
         })
     }
+
+    fn ping(&self) -> BoxFuture<'_, ApiResult<()>> {
+        Box::pin(RedisRegistry::ping(self))
+    }
 }
 
 #[cfg(test)]

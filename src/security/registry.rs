@@ -46,6 +46,10 @@ pub trait JwtRegistry: Send + Sync {
     fn online_users(&self, now: i64) -> BoxFuture<'_, ApiResult<HashSet<Uuid>>>;
     /// Users whose access token expired in `(after, upto]` (they just went offline).
     fn lapsed_between(&self, after: i64, upto: i64) -> BoxFuture<'_, ApiResult<Vec<Uuid>>>;
+    /// Whether the storage answers (the readiness probe); in memory it always does.
+    fn ping(&self) -> BoxFuture<'_, ApiResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 #[derive(Default)]

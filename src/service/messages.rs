@@ -184,7 +184,8 @@ impl Services {
         })
     }
 
-    /// `PATCH /api/messages/{id}` (author only; 404 before 403).
+    /// `PATCH /api/messages/{id}` (author only; 404 before 403); the edit is broadcast after
+    /// the commit.
     pub async fn update_message(
         &self,
         caller: &Principal,
@@ -195,20 +196,27 @@ impl Services {
         let content = req.new_content.unwrap_or_default();
         c.message_content("newContent", &content, false);
         c.finish()?;
-        let db = self.db.client().await?;
-        let row = messages::get_row(&**db, id)
+        let mut db = self.db.client().await?;
+        let tx = db.transaction().await?;
+        let row = messages::get_row(&*tx, id)
             .await?
             .ok_or_else(|| ApiError::message_not_found(id))?;
         if row.author_id != Some(caller.user_id) {
             return Err(ApiError::denied());
         }
-        messages::update_content(&**db, id, &content).await?;
-        messages::get(&**db, id)
+        messages::update_content(&*tx, id, &content).await?;
+        let dto = messages::get(&*tx, id)
             .await?
-            .ok_or_else(|| ApiError::message_not_found(id))
+            .ok_or_else(|| ApiError::message_not_found(id))?;
+        let event = Event::MessageUpdated {
+            message: Arc::new(dto.clone()),
+        };
+        self.commit(tx, vec![event]).await?;
+        Ok(dto)
     }
 
-    /// `DELETE /api/messages/{id}` (author or ADMIN; 404 before 403).
+    /// `DELETE /api/messages/{id}` (author or ADMIN; 404 before 403); the deletion is
+    /// broadcast after the commit.
     pub async fn delete_message(&self, caller: &Principal, id: Uuid) -> ApiResult<()> {
         let mut db = self.db.client().await?;
         let tx = db.transaction().await?;
@@ -219,7 +227,11 @@ impl Services {
             return Err(ApiError::denied());
         }
         let files = messages::delete(&*tx, row.id).await?;
-        tx.commit().await?;
+        let event = Event::MessageDeleted {
+            message_id: row.id,
+            channel_id: row.channel_id,
+        };
+        self.commit(tx, vec![event]).await?;
         for f in files {
             self.files.delete(f).await;
         }

@@ -79,6 +79,11 @@ impl Db {
         tx.commit().await.map_err(|e| e.to_string())
     }
 
+    /// The pool's size, idle connections and waiters (for the metrics scrape).
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+
     /// `SELECT 1` for the health endpoint.
     pub async fn ping(&self) -> ApiResult<()> {
         let c = self.client().await?;

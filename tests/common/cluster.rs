@@ -69,7 +69,100 @@ pub struct Instance {
     pub name: String,
     pub base: String,
     pub port: u16,
+    /// The admin listener: `/actuator/prometheus` and the health probes.
+    pub admin_base: String,
     pub proc: Proc,
+}
+
+/// Variables the harness sets that compose.yaml's backend does not, and why.
+pub const HARNESS_ONLY_VARS: &[&str] = &[
+    // The environment is cleared first.
+    "PATH",
+    // Five instances share one local PostgreSQL (compose gives each the default pool).
+    "DATABASE_POOL_SIZE",
+    // Compose's instances are named by their container hostname.
+    "DISCODEIT_INSTANCE_ID",
+    // One broker and one Redis serve every test run: each cluster gets its own namespace.
+    "KAFKA_TOPIC_PREFIX",
+    "REDIS_KEY_PREFIX",
+];
+
+/// nginx/nginx.conf (the image's main config) with its paths moved into `dir`: the same
+/// limits, log format and includes, runnable by a non-container nginx.
+pub fn nginx_main_conf(dir: &Path) -> String {
+    let conf = std::fs::read_to_string(repo().join("nginx/nginx.conf")).expect("nginx/nginx.conf");
+    let d = dir.display();
+    let conf: String = conf
+        .lines()
+        // The image's "nginx" user does not exist here.
+        .filter(|l| !l.trim_start().starts_with("user "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let conf = conf
+        .replace("/var/run/nginx.pid", &format!("{d}/nginx.pid"))
+        .replace("/var/log/nginx/", &format!("{d}/"))
+        .replace("/etc/nginx/conf.d/", &format!("{d}/conf.d/"))
+        .replacen(
+            "http {\n",
+            &format!(
+                "http {{\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
+                 fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    \
+                 scgi_temp_path {d}/scgi;\n"
+            ),
+            1,
+        );
+    // The image's entrypoint runs nginx in the foreground the same way.
+    format!("daemon off;\n{conf}")
+}
+
+/// Where one instance of the harness runs: the local stand-ins of compose's services.
+pub struct BackendSite<'a> {
+    pub cluster_id: &'a str,
+    pub name: &'a str,
+    pub db_url: &'a str,
+    pub port: u16,
+    pub admin_port: u16,
+    pub storage: &'a Path,
+    /// `Some((kafka, redis))` for the multi-instance design; `None` runs each instance alone.
+    pub shared: Option<(&'a str, &'a str)>,
+}
+
+/// The environment of one instance: compose.yaml's backend environment, with local addresses
+/// (tests/deploy_runtime.rs checks that the names match compose's).
+pub fn backend_env(site: &BackendSite) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("DATABASE_URL", site.db_url.to_string()),
+        ("DATABASE_POOL_SIZE", "8".to_string()),
+        ("SECURITY_JWT_SECRET", SECRET.to_string()),
+        ("DISCODEIT_ADDR", format!("127.0.0.1:{}", site.port)),
+        (
+            "DISCODEIT_ADMIN_ADDR",
+            format!("127.0.0.1:{}", site.admin_port),
+        ),
+        ("DISCODEIT_STORAGE_DIR", site.storage.display().to_string()),
+        (
+            "DISCODEIT_INSTANCE_ID",
+            format!("{}-{}", site.cluster_id, site.name),
+        ),
+        ("DISCODEIT_ADMIN_USERNAME", ADMIN.to_string()),
+        ("DISCODEIT_ADMIN_EMAIL", "admin@discodeit.test".to_string()),
+        ("DISCODEIT_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string()),
+        ("DISCODEIT_LOG_FORMAT", "json".to_string()),
+        (
+            "RUST_LOG",
+            std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        ),
+    ];
+    if let Some((kafka, redis)) = site.shared {
+        env.extend([
+            ("KAFKA_BOOTSTRAP_SERVERS", kafka.to_string()),
+            ("KAFKA_TOPIC_PREFIX", format!("dtest.{}.", site.cluster_id)),
+            ("REDIS_URL", redis.to_string()),
+            ("REDIS_KEY_PREFIX", format!("dtest:{}:", site.cluster_id)),
+        ]);
+    }
+    env
 }
 
 impl Instance {
@@ -83,6 +176,13 @@ pub struct Nginx {
     pub base: String,
     pub port: u16,
     pub proc: Proc,
+}
+
+impl Cluster {
+    /// The directory of the cluster's main nginx (its config and logs).
+    pub fn nginx_dir(&self) -> PathBuf {
+        self.dir.join(format!("nginx-{}", self.nginx.port))
+    }
 }
 
 /// The whole cluster.
@@ -192,37 +292,26 @@ impl Cluster {
         let mut instances = Vec::new();
         for name in ["a", "b", "c", "d", "e"].into_iter().take(count) {
             let port = free_port();
+            let admin_port = free_port();
             let storage = dir.join(format!("storage-{name}"));
+            let site = BackendSite {
+                cluster_id: &id,
+                name,
+                db_url: &db_url,
+                port,
+                admin_port,
+                storage: &storage,
+                shared: shared_state.then_some((kafka.as_str(), redis.as_str())),
+            };
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_discodeit"));
-            cmd.env_clear();
-            if shared_state {
-                cmd.env("KAFKA_BOOTSTRAP_SERVERS", &kafka)
-                    .env("KAFKA_TOPIC_PREFIX", format!("dtest.{id}."))
-                    .env("REDIS_URL", &redis)
-                    .env("REDIS_KEY_PREFIX", format!("dtest:{id}:"));
-            }
-            let proc = Proc::spawn(
-                cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
-                    .env("DATABASE_URL", &db_url)
-                    .env("DATABASE_POOL_SIZE", "8")
-                    .env("SECURITY_JWT_SECRET", SECRET)
-                    .env("DISCODEIT_ADDR", format!("127.0.0.1:{port}"))
-                    .env("DISCODEIT_STORAGE_DIR", &storage)
-                    .env("DISCODEIT_INSTANCE_ID", format!("{id}-{name}"))
-                    .env("DISCODEIT_ADMIN_USERNAME", ADMIN)
-                    .env("DISCODEIT_ADMIN_EMAIL", "admin@discodeit.test")
-                    .env("DISCODEIT_ADMIN_PASSWORD", ADMIN_PASSWORD)
-                    .env(
-                        "RUST_LOG",
-                        std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
-                    ),
-                &dir.join(format!("{name}.log")),
-            );
+            cmd.env_clear().envs(backend_env(&site));
+            let proc = Proc::spawn(&mut cmd, &dir.join(format!("{name}.log")));
             cluster_pids.push(proc.pid);
             instances.push(Instance {
                 name: name.to_string(),
                 base: format!("http://127.0.0.1:{port}"),
                 port,
+                admin_base: format!("http://127.0.0.1:{admin_port}"),
                 proc,
             });
             // The admin bootstrap of the first instance must not race the others': it is
@@ -312,18 +401,7 @@ impl Cluster {
         let ok = render.status().map(|s| s.success()).unwrap_or(false);
         assert!(ok, "nginx/render.sh failed");
         let d = dir.display();
-        std::fs::write(
-            dir.join("nginx.conf"),
-            format!(
-                "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-                 events {{ worker_connections 4096; }}\n\
-                 http {{\n  include /etc/nginx/mime.types;\n  default_type application/octet-stream;\n  \
-                 access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
-                 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-                 include {d}/conf.d/*.conf;\n}}\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(dir.join("nginx.conf"), nginx_main_conf(&dir)).unwrap();
         let proc = Proc::spawn(
             Command::new("nginx").args([
                 "-p",

@@ -18,6 +18,8 @@ pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 pub struct TestServer {
     pub base: String,
     pub port: u16,
+    /// The admin listener: `/actuator/prometheus` and the health probes.
+    pub admin_base: String,
     pub db_name: String,
     pub storage: std::path::PathBuf,
     child: Child,
@@ -66,7 +68,29 @@ impl TestServer {
     }
 
     pub async fn start_on_db(url: &str, db_name: &str, env: &[(&str, &str)]) -> TestServer {
+        Self::spawn(url, db_name, env, Stdio::null()).await
+    }
+
+    /// Starts the binary with its stdout (the log) written to `log`.
+    pub async fn start_logged(env: &[(&str, &str)], log: &std::path::Path) -> TestServer {
+        let (url, db_name) = fresh_database().await;
+        Self::start_logged_on_db(&url, &db_name, env, log).await
+    }
+
+    /// [`TestServer::start_logged`] on a given database.
+    pub async fn start_logged_on_db(
+        url: &str,
+        db_name: &str,
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> TestServer {
+        let out = std::fs::File::create(log).expect("log file");
+        Self::spawn(url, db_name, env, Stdio::from(out)).await
+    }
+
+    async fn spawn(url: &str, db_name: &str, env: &[(&str, &str)], stdout: Stdio) -> TestServer {
         let port = free_port();
+        let admin_port = free_port();
         let storage = std::env::temp_dir().join(format!("discodeit-test-{db_name}-{port}"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_discodeit"));
         cmd.env_clear()
@@ -75,6 +99,7 @@ impl TestServer {
             .env("DATABASE_POOL_SIZE", "8")
             .env("SECURITY_JWT_SECRET", SECRET)
             .env("DISCODEIT_ADDR", format!("127.0.0.1:{port}"))
+            .env("DISCODEIT_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
             .env("DISCODEIT_STORAGE_DIR", &storage)
             .env("DISCODEIT_INSTANCE_ID", format!("test-{port}"))
             .env("DISCODEIT_ADMIN_USERNAME", ADMIN)
@@ -84,7 +109,7 @@ impl TestServer {
                 "RUST_LOG",
                 std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
@@ -93,6 +118,7 @@ impl TestServer {
         let server = TestServer {
             base: format!("http://127.0.0.1:{port}"),
             port,
+            admin_base: format!("http://127.0.0.1:{admin_port}"),
             db_name: db_name.to_string(),
             storage,
             child,

@@ -154,6 +154,8 @@ export async function startServer({ env = {} } = {}) {
       DATABASE_POOL_SIZE: '8',
       SECURITY_JWT_SECRET: SECRET,
       DISCODEIT_ADDR: `127.0.0.1:${port}`,
+      // Metrics and health on an ephemeral port: several servers run at once.
+      DISCODEIT_ADMIN_ADDR: '127.0.0.1:0',
       DISCODEIT_STORAGE_DIR: storage,
       DISCODEIT_INSTANCE_ID: `e2e-${port}`,
       DISCODEIT_ADMIN_USERNAME: ADMIN.username,

@@ -4,21 +4,17 @@
 //
 // Optional: DISCODEIT_E2E_ADMIN_USERNAME / DISCODEIT_E2E_ADMIN_PASSWORD (public-channel scenario),
 // DISCODEIT_E2E_RESTART_CMD (shell command that restarts the server; reconnect scenario),
-// DISCODEIT_E2E_SCREENSHOT=1 (writes docs/screenshot.png at the repo root),
+// DISCODEIT_E2E_SCREENSHOT=1 (manage.test.mjs writes docs/screenshot.png at the repo root),
 // DISCODEIT_E2E_CHROMIUM (browser binary, default /usr/bin/chromium).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   ADMIN_PASSWORD,
   ADMIN_USERNAME,
   BASE,
   PASSWORD,
   RESTART_CMD,
-  SCREENSHOT,
   channelItem,
   connectCounts,
   launch,
@@ -35,7 +31,6 @@ import {
   waitConnected,
 } from './lib.mjs';
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const LATENCY_MS = Number(process.env.DISCODEIT_E2E_LATENCY_MS || 1000);
 
 if (!BASE) {
@@ -223,22 +218,6 @@ if (!BASE) {
     // bob is elsewhere: the public channel becomes unread for him
     await ctx.b.page.waitForSelector(`${tid('channel-item')}[data-channel-id="${publicId}"][data-unread="true"]`, { timeout: 5000 });
     await openChannel(ctx.a.page, privateId);
-  });
-
-  test('screenshot of the main screen', T, async (t) => {
-    if (!SCREENSHOT) {
-      t.skip('DISCODEIT_E2E_SCREENSHOT is not 1');
-      return;
-    }
-    const { page } = ctx.a;
-    // Taken while everyone is online, in the busy public channel when there is one.
-    if (publicId) await openChannel(page, publicId);
-    else if (privateId) await openChannel(page, privateId);
-    await page.waitForTimeout(500);
-    const out = process.env.DISCODEIT_E2E_SCREENSHOT_PATH || join(REPO_ROOT, 'docs', 'screenshot.png');
-    mkdirSync(dirname(out), { recursive: true });
-    await page.screenshot({ path: out });
-    console.log(`# wrote ${out}`);
   });
 
   test('after the server restarts both pages reconnect and messages still get through', { timeout: 240_000 }, async (t) => {

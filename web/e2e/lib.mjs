@@ -23,9 +23,12 @@ export function uniqueName(prefix) {
   return `${prefix}${Date.now().toString(36)}${randomBytes(3).toString('hex')}`.slice(0, 40);
 }
 
-/** A fresh browser context + page; page errors are collected in `errors`. */
-export async function newPage(browser, label) {
+/** A fresh browser context + page; page errors are collected in `errors`. `permissions` are
+ * granted to the app's origin; `initScript` runs in every document before the app. */
+export async function newPage(browser, label, { permissions = [], initScript = null } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  if (permissions.length) await context.grantPermissions(permissions, { origin: BASE });
+  if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(`[${label}] pageerror: ${e.message}`));

@@ -188,6 +188,15 @@ function broadcastMessage(m) {
       if (d === dest)
         c.send(stompFrame('MESSAGE', { destination: dest, subscription: sid, 'message-id': randomUUID(), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, body));
 }
+/** Edits and deletions go to `/sub/channels.{id}.message-events`, never to `.messages`. */
+function broadcastMessageEvent(channelId, event) {
+  const dest = `/sub/channels.${channelId}.message-events`;
+  const body = JSON.stringify(event);
+  for (const c of stompConns)
+    for (const [sid, d] of c.subs)
+      if (d === dest)
+        c.send(stompFrame('MESSAGE', { destination: dest, subscription: sid, 'message-id': randomUUID(), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, body));
+}
 function onSockJs(ws) {
   const conn = {
     user: null,
@@ -230,9 +239,9 @@ function handleStomp(conn, f) {
   }
   if (!conn.user) return stompError(conn, 'Unauthorized');
   if (f.command === 'SUBSCRIBE') {
-    const m = /^\/sub\/channels\.([0-9a-f-]+)\.messages$/.exec(f.headers.destination || '');
+    const m = /^\/sub\/channels\.([0-9a-f-]+)\.(messages|message-events)$/.exec(f.headers.destination || '');
     const c = m && channels.get(m[1]);
-    if (m && c && !canSee(conn.user.id, c)) return stompError(conn, `Access denied: ${f.headers.destination}`);
+    if (m && (!c || !canSee(conn.user.id, c))) return stompError(conn, `Access denied to ${f.headers.destination}: no such channel or not a member`);
     conn.subs.set(f.headers.id, f.headers.destination);
   } else if (f.command === 'UNSUBSCRIBE') conn.subs.delete(f.headers.id);
   else if (f.command === 'SEND') {
@@ -477,6 +486,26 @@ async function handle(req, res) {
     for (const uid of ids) sseEmit('channels.refresh', channelDto(c), uid);
     return send(res, 201, channelDto(c));
   }
+  if (seg[0] === 'channels' && seg[1] && !seg[2] && (method === 'PATCH' || method === 'DELETE')) {
+    if (need().role === 'USER') throw new HttpError(403, 'AuthorizationDeniedException', 'Access Denied');
+    const c = channels.get(seg[1]);
+    if (!c) throw new HttpError(404, 'CHANNEL_NOT_FOUND', '채널을 찾을 수 없습니다.', { channelId: seg[1] });
+    if (method === 'DELETE') {
+      channels.delete(c.id);
+      for (let i = messages.length - 1; i >= 0; i--) if (messages[i].channelId === c.id) messages.splice(i, 1);
+      for (const [id, r] of readStatuses) if (r.channelId === c.id) readStatuses.delete(id);
+      sseEmit('channels.refresh', { channelId: c.id }, null);
+      return send(res, 204, null);
+    }
+    if (c.type === 'PRIVATE') throw new HttpError(400, 'PRIVATE_CHANNEL_UPDATE', '비공개 채널은 수정할 수 없습니다.', { channelId: c.id });
+    const b = await json(req);
+    if (b?.newName != null && (b.newName.length < 2 || b.newName.length > 50))
+      throw new HttpError(400, 'VALIDATION_ERROR', '요청 데이터 유효성 검사에 실패했습니다', { newName: '채널명은 2자 이상 50자 이하여야 합니다' });
+    if (b?.newName != null) c.name = b.newName;
+    if (b?.newDescription != null) c.description = b.newDescription;
+    sseEmit('channels.refresh', { channelId: c.id }, null);
+    return send(res, 200, channelDto(c));
+  }
   if (path === '/api/channels' && method === 'GET') {
     const caller = need();
     const uid = url.searchParams.get('userId');
@@ -509,6 +538,28 @@ async function handle(req, res) {
     if (!canSee(caller.id, c) || (b.authorId && b.authorId !== caller.id)) throw new HttpError(403, 'AuthorizationDeniedException', 'Access Denied');
     if (!b.content?.trim() && !files.length) throw new HttpError(400, 'VALIDATION_ERROR', '요청 데이터 유효성 검사에 실패했습니다', { content: '메시지 내용은 필수입니다' });
     return send(res, 201, messageDto(createMessage(caller, c, b.content || '', files)));
+  }
+
+  if (seg[0] === 'messages' && seg[1] && (method === 'PATCH' || method === 'DELETE')) {
+    const caller = need();
+    const i = messages.findIndex((x) => x.id === seg[1]);
+    if (i < 0) throw new HttpError(404, 'MESSAGE_NOT_FOUND', '메시지를 찾을 수 없습니다.', { messageId: seg[1] });
+    const m = messages[i];
+    if (method === 'DELETE') {
+      if (m.authorId !== caller.id && caller.role !== 'ADMIN') throw new HttpError(403, 'AuthorizationDeniedException', 'Access Denied');
+      messages.splice(i, 1);
+      for (const id of m.attachmentIds) binaries.delete(id);
+      broadcastMessageEvent(m.channelId, { type: 'deleted', messageId: m.id, channelId: m.channelId });
+      return send(res, 204, null);
+    }
+    const b = await json(req);
+    if (!b?.newContent?.trim() || b.newContent.length > 2000)
+      throw new HttpError(400, 'VALIDATION_ERROR', '요청 데이터 유효성 검사에 실패했습니다', { newContent: '메시지 내용은 필수입니다' });
+    if (m.authorId !== caller.id) throw new HttpError(403, 'AuthorizationDeniedException', 'Access Denied');
+    m.content = b.newContent;
+    m.updatedAt = now();
+    broadcastMessageEvent(m.channelId, { type: 'updated', message: messageDto(m) });
+    return send(res, 200, messageDto(m));
   }
 
   // read statuses

@@ -30,7 +30,8 @@ const env = {
   DISCODEIT_E2E_ADMIN_PASSWORD: 'Admin!2345',
   DISCODEIT_E2E_RESTART_CMD: `"${process.execPath}" -e "fetch('${url}/__mock/restart',{method:'POST'}).then(r=>r.text()).then(()=>new Promise(r=>setTimeout(r,2500)))"`,
 };
-const test = spawn(process.execPath, ['--test', '--test-concurrency=1', join(here, 'chat.test.mjs')], { stdio: 'inherit', env });
+const files = ['chat.test.mjs', 'manage.test.mjs'].map((f) => join(here, f));
+const test = spawn(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit', env });
 test.on('exit', (code) => {
   mock.kill();
   process.exit(code ?? 1);

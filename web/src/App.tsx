@@ -1,7 +1,8 @@
 import { AuthScreen } from './components/Auth';
 import { ChatPane } from './components/ChatPane';
+import { Lightbox } from './components/Lightbox';
 import { Members } from './components/Members';
-import { Modals } from './components/Modals';
+import { ConfirmDialog, Modals } from './components/Modals';
 import { Sidebar } from './components/Sidebar';
 import { Spinner } from './components/Spinner';
 import { Toasts } from './components/Toasts';
@@ -25,6 +26,8 @@ export function App() {
         <ChatPane />
         <Members />
         <Modals />
+        <ConfirmDialog />
+        <Lightbox />
       </div>
     );
   }

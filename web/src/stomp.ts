@@ -60,7 +60,8 @@ export class StompLink {
       onStompError: (frame: IFrame) => {
         const msg = frame.headers.message || frame.body || 'STOMP error';
         const text = `${frame.headers.message ?? ''} ${frame.body ?? ''}`;
-        const dest = /\/sub\/[^\s"',]+/.exec(text)?.[0];
+        // the server names a refused destination ("Access denied to /sub/…: why")
+        const dest = /\/sub\/[^\s"',:]+/.exec(text)?.[0];
         if (dest && this.subs.has(dest)) {
           // do not resubscribe to it on the automatic reconnect (that would loop)
           this.subs.delete(dest);

@@ -1,4 +1,4 @@
-import { batch, computed, signal } from '@preact/signals';
+import { batch, computed, effect, signal } from '@preact/signals';
 import {
   ApiError,
   api,
@@ -53,8 +53,36 @@ export const stompState = signal<ConnState>('idle');
 export const sseState = signal<ConnState>('idle');
 export const stompConnects = signal(0);
 export const sseConnects = signal(0);
-export type Modal = null | 'createPublic' | 'createPrivate' | 'profile' | 'admin';
+export type Modal = null | 'createPublic' | 'createPrivate' | 'profile' | 'admin' | 'editChannel';
 export const modal = signal<Modal>(null);
+/** A yes/no question in a dialog (deleting a message or a channel); `run` does the work. */
+export interface Confirm {
+  title: string;
+  text: string;
+  action: string;
+  run: () => Promise<void>;
+}
+export const confirmDialog = signal<Confirm | null>(null);
+/** The image attachment shown full size, if any. */
+export const lightbox = signal<BinaryContentDto | null>(null);
+/** The message being edited inline (one at a time). */
+export const editingId = signal<string | null>(null);
+/** `document.visibilityState === 'visible'`, as a signal. */
+export const pageVisible = signal(typeof document === 'undefined' || document.visibilityState === 'visible');
+/** Browser notification permission, or 'unsupported'. */
+export const desktopPermission = signal<NotificationPermission | 'unsupported'>(
+  typeof Notification === 'undefined' ? 'unsupported' : Notification.permission,
+);
+/**
+ * Unread messages per channel id: ids of messages by others newer than the read status'
+ * `lastReadAt`, `more` when there are more than one counted page holds. A channel without an
+ * entry has not been counted yet.
+ */
+export interface Unread {
+  ids: string[];
+  more: boolean;
+}
+export const unread = signal<Record<string, Unread>>({});
 export const sidebarOpen = signal(false);
 export const membersOpen = signal(typeof window !== 'undefined' && window.innerWidth > 1000);
 
@@ -93,8 +121,8 @@ export function validTime(s: string | null | undefined): number | null {
   return Number.isFinite(t) ? t : null;
 }
 
-export function isUnread(c: ChannelDto): boolean {
-  if (c.id === currentChannelId.value) return false;
+/** The contract's unread rule: a newer message than the read status (or no read status). */
+function newerThanRead(c: ChannelDto): boolean {
   const last = validTime(c.lastMessageAt);
   if (last === null) return false; // "-1000000000-01-01T00:00:00Z": no messages
   const rs = readStatuses.value[c.id];
@@ -102,6 +130,40 @@ export function isUnread(c: ChannelDto): boolean {
   const read = validTime(rs.lastReadAt);
   return read === null || last > read;
 }
+
+/** The open channel, while the user can see it, has nothing unread. */
+function seeing(channelId: string): boolean {
+  return channelId === currentChannelId.value && pageVisible.value;
+}
+
+/** Unread messages of `c` (0 = read); `more` when the count is a lower bound: more than a
+ * page, or not counted yet (`counted` false: the contract's rule says "unread"). */
+export function unreadCount(c: ChannelDto): { n: number; more: boolean; counted: boolean } {
+  if (seeing(c.id)) return { n: 0, more: false, counted: true };
+  const u = unread.value[c.id];
+  if (u) return { n: u.ids.length, more: u.more, counted: true };
+  return newerThanRead(c) ? { n: 1, more: true, counted: false } : { n: 0, more: false, counted: false };
+}
+
+export function isUnread(c: ChannelDto): boolean {
+  return unreadCount(c).n > 0;
+}
+
+export function countLabel(u: { n: number; more: boolean }): string {
+  return u.n > 99 ? '99+' : `${u.n}${u.more ? '+' : ''}`;
+}
+
+/** Total unread messages over all channels, for the tab title. */
+export const totalUnread = computed(() => {
+  let n = 0;
+  let more = false;
+  for (const c of channels.value) {
+    const u = unreadCount(c);
+    n += u.n;
+    more ||= u.more;
+  }
+  return { n, more };
+});
 
 let toastSeq = 0;
 const recentErrors = new Map<string, number>();
@@ -147,11 +209,20 @@ function sortMessages(list: MessageDto[]): MessageDto[] {
   });
 }
 
-/** Merge messages into the current channel's list (dedupe by id; newer copies win). */
+/** Messages deleted during this session: a page fetched before the deletion must not bring
+ * them back. */
+const deletedIds = new Set<string>();
+
+/** Merge messages into the current channel's list (dedupe by id; the copy edited last wins). */
 function mergeMessages(incoming: MessageDto[]): void {
   if (!incoming.length) return;
   const byId = new Map(messages.value.map((m) => [m.id, m] as const));
-  for (const m of incoming) byId.set(m.id, m);
+  for (const m of incoming) {
+    if (deletedIds.has(m.id)) continue;
+    const old = byId.get(m.id);
+    if (old && tsKey(old.updatedAt) > tsKey(m.updatedAt)) continue;
+    byId.set(m.id, m);
+  }
   messages.value = sortMessages([...byId.values()]);
 }
 
@@ -221,9 +292,18 @@ export async function loadChannels(): Promise<void> {
       return c;
     });
     channelsLoaded.value = true;
+    const known = new Set(list.map((c) => c.id));
+    const u = unread.value;
+    if (Object.keys(u).some((id) => !known.has(id))) {
+      unread.value = Object.fromEntries(Object.entries(u).filter(([id]) => known.has(id)));
+    }
     syncSubscriptions();
+    if (countsReady) void countUnread(true);
+    if (modal.value === 'editChannel' && !currentChannel.value) modal.value = null;
     const cur = currentChannelId.value;
     if (cur && !list.some((c) => c.id === cur)) {
+      confirmDialog.value = null;
+      lightbox.value = null;
       closeChannel();
       toast('info', 'The channel you were viewing is no longer available.');
     }
@@ -254,6 +334,97 @@ export async function loadNotifications(): Promise<void> {
   }
 }
 
+/** Set once the first lists are loaded and counted; later list changes count new channels. */
+let countsReady = false;
+
+// ---- unread counts -------------------------------------------------------------------------
+
+/** Page size of a count: a channel with more unread messages shows "99+". */
+const COUNT_PAGE = 100;
+/** Bumped by every mark-as-read, so a count started before it is dropped. */
+const readGen = new Map<string, number>();
+
+function setUnread(channelId: string, u: Unread | null): void {
+  const next = { ...unread.value };
+  if (u) next[channelId] = u;
+  else delete next[channelId];
+  unread.value = next;
+}
+
+function mine(m: MessageDto): boolean {
+  return !!m.author && m.author.id === me.value?.id;
+}
+
+/** Whether `m` counts as unread against the channel's read status. */
+function unreadMessage(m: MessageDto): boolean {
+  if (mine(m)) return false;
+  const rs = readStatuses.value[m.channelId];
+  return !rs || tsKey(m.createdAt) > tsKey(rs.lastReadAt);
+}
+
+async function countChannel(c: ChannelDto): Promise<void> {
+  const gen = readGen.get(c.id) ?? 0;
+  const before = new Set(unread.value[c.id]?.ids ?? []);
+  try {
+    const page = await api.get<PageResponse<MessageDto>>('/messages', {
+      query: { channelId: c.id, size: COUNT_PAGE, sort: 'createdAt,desc' },
+    });
+    if ((readGen.get(c.id) ?? 0) !== gen || !channels.value.some((x) => x.id === c.id)) return;
+    const fresh = page.content.filter((m) => unreadMessage(m) && !deletedIds.has(m.id));
+    // messages that arrived live meanwhile stay counted; the page replaces older ones
+    const live = (unread.value[c.id]?.ids ?? []).filter((id) => !before.has(id));
+    const ids = [...new Set([...fresh.map((m) => m.id), ...live])];
+    const allNew = page.content.length > 0 && page.content.every((m) => mine(m) || unreadMessage(m));
+    setUnread(c.id, { ids, more: page.hasNext && allNew });
+  } catch {
+    /* the contract's rule stands in until the next count */
+  }
+}
+
+/**
+ * Counts unread messages (one page per channel, three at a time; no polling: called at
+ * start-up, when the channel list changes and after reconnects). `onlyMissing` skips
+ * channels already counted, whose counts are kept live by the STOMP subscriptions.
+ */
+async function countUnread(onlyMissing: boolean): Promise<void> {
+  const todo: ChannelDto[] = [];
+  const empty: Record<string, Unread> = {};
+  for (const c of channels.value) {
+    if (onlyMissing && unread.value[c.id]) continue;
+    if (newerThanRead(c)) todo.push(c);
+    else empty[c.id] = { ids: [], more: false };
+  }
+  if (Object.keys(empty).length) unread.value = { ...unread.value, ...empty };
+  const next = async (): Promise<void> => {
+    const c = todo.shift();
+    if (!c) return;
+    await countChannel(c);
+    return next();
+  };
+  await Promise.all([next(), next(), next()]);
+}
+
+/** A new message: one more unread unless the user is looking at it (or wrote it). */
+function countArrival(m: MessageDto): void {
+  if (seeing(m.channelId) || !unreadMessage(m)) {
+    if (!unread.value[m.channelId]) setUnread(m.channelId, { ids: [], more: false });
+    return;
+  }
+  const u = unread.value[m.channelId] ?? { ids: [], more: false };
+  if (!u.ids.includes(m.id)) setUnread(m.channelId, { ids: [...u.ids, m.id], more: u.more });
+}
+
+function clearUnread(channelId: string): void {
+  readGen.set(channelId, (readGen.get(channelId) ?? 0) + 1);
+  const u = unread.value[channelId];
+  if (!u || u.ids.length || u.more) setUnread(channelId, { ids: [], more: false });
+}
+
+effect(() => {
+  const t = totalUnread.value;
+  document.title = t.n ? `(${countLabel(t)}) discodeit` : 'discodeit';
+});
+
 const refetchUsersSoon = debounce(() => void loadUsers(), 250);
 const refetchChannelsSoon = debounce(() => void loadChannels(), 250);
 
@@ -265,6 +436,11 @@ export function channelDest(id: string): string {
   return `/sub/channels.${id}.messages`;
 }
 
+/** Edits and deletions of the channel's messages. */
+export function messageEventsDest(id: string): string {
+  return `/sub/channels.${id}.message-events`;
+}
+
 export async function openChannel(id: string): Promise<void> {
   if (currentChannelId.value === id && paging.value.loaded) {
     sidebarOpen.value = false;
@@ -273,6 +449,7 @@ export async function openChannel(id: string): Promise<void> {
   const gen = ++loadGen;
   batch(() => {
     currentChannelId.value = id;
+    editingId.value = null;
     messages.value = [];
     paging.value = { nextCursor: null, hasNext: false, loading: true, loaded: false };
     sidebarOpen.value = false;
@@ -299,6 +476,7 @@ export function closeChannel(): void {
   loadGen++;
   batch(() => {
     currentChannelId.value = null;
+    editingId.value = null;
     messages.value = [];
     paging.value = { nextCursor: null, hasNext: false, loading: false, loaded: false };
   });
@@ -367,6 +545,7 @@ async function doMarkRead(channelId: string): Promise<void> {
   const ch = channels.value.find((c) => c.id === channelId);
   const lastReadAt = serverNowIso(ch?.lastMessageAt);
   const existing = readStatuses.value[channelId];
+  clearUnread(channelId);
   try {
     let rs: ReadStatusDto;
     if (existing) {
@@ -405,10 +584,35 @@ function onChannelMessage(raw: unknown): void {
   const m = raw as MessageDto;
   if (!m || typeof m !== 'object' || !m.id || !m.channelId) return;
   if (!bumpLastMessageAt(m.channelId, m.createdAt)) refetchChannelsSoon();
+  countArrival(m);
   if (m.channelId === currentChannelId.value) {
     mergeMessages([m]);
     markCurrentReadSoon();
   }
+}
+
+/** `/sub/channels.{id}.message-events`: `{type: 'updated', message}` or
+ * `{type: 'deleted', messageId, channelId}`. */
+function onMessageEvent(raw: unknown): void {
+  const e = raw as { type?: string; message?: MessageDto; messageId?: string; channelId?: string };
+  if (!e || typeof e !== 'object') return;
+  if (e.type === 'updated' && e.message?.id) {
+    const m = e.message;
+    // only messages already on screen; older ones arrive edited with their page
+    if (m.channelId === currentChannelId.value && messages.value.some((x) => x.id === m.id)) mergeMessages([m]);
+  } else if (e.type === 'deleted' && e.messageId && e.channelId) {
+    forgetMessage(e.channelId, e.messageId);
+  }
+}
+
+function forgetMessage(channelId: string, id: string): void {
+  deletedIds.add(id);
+  batch(() => {
+    if (messages.value.some((m) => m.id === id)) messages.value = messages.value.filter((m) => m.id !== id);
+    if (editingId.value === id) editingId.value = null;
+    const u = unread.value[channelId];
+    if (u?.ids.includes(id)) setUnread(channelId, { ids: u.ids.filter((x) => x !== id), more: u.more });
+  });
 }
 
 // ---- realtime ------------------------------------------------------------------------------
@@ -418,16 +622,21 @@ let sse: FetchEventSource | null = null;
 
 function syncSubscriptions(): void {
   if (!stomp) return;
-  const want = new Set(channels.value.map((c) => channelDest(c.id)).filter((d) => !denied.has(d)));
+  const want = new Map<string, (body: unknown) => void>();
+  for (const c of channels.value) {
+    want.set(channelDest(c.id), onChannelMessage);
+    want.set(messageEventsDest(c.id), onMessageEvent);
+  }
+  for (const d of denied) want.delete(d);
   for (const d of subscribed) {
     if (!want.has(d)) {
       stomp.unsubscribe(d);
       subscribed.delete(d);
     }
   }
-  for (const d of want) {
+  for (const [d, handler] of want) {
     if (!subscribed.has(d)) {
-      stomp.subscribe(d, onChannelMessage);
+      stomp.subscribe(d, handler);
       subscribed.add(d);
     }
   }
@@ -464,7 +673,9 @@ function onSseEvent(name: string, data: string): void {
     case 'notifications': {
       const n = body as NotificationDto;
       if (!n || !n.id) return;
-      if (!notifications.value.some((x) => x.id === n.id)) notifications.value = [n, ...notifications.value];
+      if (notifications.value.some((x) => x.id === n.id)) break;
+      notifications.value = [n, ...notifications.value];
+      desktopNotify(n);
       if (n.type === 'NEW_MESSAGE' && n.targetId && n.targetId !== currentChannelId.value) {
         if (!bumpLastMessageAt(n.targetId, n.createdAt)) refetchChannelsSoon();
       }
@@ -494,6 +705,38 @@ function onSseEvent(name: string, data: string): void {
 async function resync(): Promise<void> {
   await Promise.all([loadUsers(), loadChannels(), loadReadStatuses(), mergeNotifications(), refreshNewest()]);
   void refreshWaitingAttachments();
+  void countUnread(false);
+}
+
+// ---- browser notifications -----------------------------------------------------------------
+
+/** Asks for the permission (from a click: browsers ignore requests without a gesture). */
+export async function enableDesktopNotifications(): Promise<void> {
+  if (typeof Notification === 'undefined') return;
+  try {
+    desktopPermission.value = await Notification.requestPermission();
+  } catch {
+    desktopPermission.value = Notification.permission;
+  }
+}
+
+/** Shows `n` as a browser notification while the tab is hidden; a click opens its channel. */
+function desktopNotify(n: NotificationDto): void {
+  if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+  if (document.visibilityState !== 'hidden') return;
+  try {
+    const note = new Notification(n.title, { body: n.content, tag: n.id });
+    note.addEventListener('click', () => {
+      window.focus();
+      note.close();
+      if (n.type === 'NEW_MESSAGE' && n.targetId) {
+        void openChannel(n.targetId);
+        void dismissNotification(n.id);
+      }
+    });
+  } catch {
+    /* e.g. constructor not allowed outside a service worker (Android) */
+  }
 }
 
 async function mergeNotifications(): Promise<void> {
@@ -515,7 +758,8 @@ function startRealtime(): void {
       stompConnects.value++;
       if (reconnect) {
         void refreshNewest();
-        refetchChannelsSoon();
+        // messages published while disconnected were not counted: recount on fresh lists
+        void loadChannels().then(() => (countsReady ? countUnread(false) : undefined));
       }
     },
     onError: (msg) => console.warn('STOMP error:', msg),
@@ -563,12 +807,13 @@ window.addEventListener('online', () => {
   stomp?.kick();
 });
 document.addEventListener('visibilitychange', () => {
-  if (document.visibilityState === 'visible') {
+  pageVisible.value = document.visibilityState === 'visible';
+  if (desktopPermission.value !== 'unsupported') desktopPermission.value = Notification.permission;
+  if (pageVisible.value) {
     const c = currentChannel.value;
-    if (c && readStatuses.value[c.id] && validTime(c.lastMessageAt) !== null) {
-      const rs = readStatuses.value[c.id];
-      if (Date.parse(c.lastMessageAt) > Date.parse(rs.lastReadAt)) void markRead(c.id);
-    }
+    if (!c) return;
+    const u = unread.value[c.id];
+    if ((u && u.ids.length) || (readStatuses.value[c.id] && newerThanRead(c))) void markRead(c.id);
   }
 });
 
@@ -608,19 +853,30 @@ async function startSession(token: string): Promise<void> {
   });
   startRealtime();
   await Promise.all([loadUsers(), loadChannels(), loadReadStatuses(), loadNotifications()]);
-  if (me.value?.id === user.id) restoreChannelFromHash();
+  if (me.value?.id === user.id) {
+    restoreChannelFromHash();
+    countsReady = true;
+    void countUnread(false);
+  }
 }
 
 function endSession(): void {
   stopRealtime();
   setToken(null);
   loadGen++;
+  countsReady = false;
+  deletedIds.clear();
+  readGen.clear();
   batch(() => {
     me.value = null;
     users.value = [];
     channels.value = [];
     channelsLoaded.value = false;
     readStatuses.value = {};
+    unread.value = {};
+    editingId.value = null;
+    lightbox.value = null;
+    confirmDialog.value = null;
     currentChannelId.value = null;
     messages.value = [];
     paging.value = { nextCursor: null, hasNext: false, loading: false, loaded: false };
@@ -777,4 +1033,51 @@ export async function changeRole(userId: string, newRole: Role): Promise<UserDto
   const u = await api.put<UserDto>('/auth/role', { json: { userId, newRole } });
   await loadUsers();
   return u;
+}
+
+// ---- message and channel management --------------------------------------------------------
+
+/** `PATCH /api/messages/{id}` (the author only); every client gets the event. */
+export async function editMessage(id: string, content: string): Promise<void> {
+  const m = await api.patch<MessageDto>(`/messages/${id}`, { json: { newContent: content } });
+  if (m && m.id && m.channelId === currentChannelId.value) mergeMessages([m]);
+}
+
+/** `DELETE /api/messages/{id}` (the author, or an admin). */
+export async function deleteMessage(m: MessageDto): Promise<void> {
+  await api.del(`/messages/${m.id}`);
+  forgetMessage(m.channelId, m.id);
+}
+
+export function canEdit(m: MessageDto): boolean {
+  return mine(m);
+}
+
+export function canDelete(m: MessageDto): boolean {
+  return mine(m) || me.value?.role === 'ADMIN';
+}
+
+/** Renaming, describing and deleting public channels: CHANNEL_MANAGER or ADMIN. */
+export function canManage(c: ChannelDto | null): boolean {
+  return !!c && c.type === 'PUBLIC' && hasRole(me.value?.role, 'CHANNEL_MANAGER');
+}
+
+/** `PATCH /api/channels/{id}` with the fields that changed. */
+export async function updateChannel(id: string, changes: { newName?: string; newDescription?: string }): Promise<void> {
+  const ch = await api.patch<ChannelDto>(`/channels/${id}`, { json: changes });
+  if (!ch || !ch.id) return;
+  channels.value = channels.value.map((c) =>
+    c.id !== ch.id ? c : { ...ch, lastMessageAt: tsKey(c.lastMessageAt) > tsKey(ch.lastMessageAt) ? c.lastMessageAt : ch.lastMessageAt },
+  );
+}
+
+/** `DELETE /api/channels/{id}`; everyone else learns it through `channels.refresh`. */
+export async function deleteChannel(id: string): Promise<void> {
+  await api.del(`/channels/${id}`);
+  batch(() => {
+    channels.value = channels.value.filter((c) => c.id !== id);
+    setUnread(id, null);
+    if (currentChannelId.value === id) closeChannel();
+  });
+  syncSubscriptions();
 }

@@ -1,4 +1,4 @@
-//! Health, notifications, and the hand-offs to the realtime layer (SSE, `/ws`).
+//! Notifications, and the hand-offs to the realtime layer (SSE, `/ws`).
 
 use http::StatusCode;
 use hyper::body::Incoming;
@@ -12,26 +12,6 @@ use crate::net::request::Ctx;
 use crate::net::response::{self, Resp};
 use crate::net::router::no_content;
 use crate::net::App;
-
-/// `GET /actuator/health`: 200 `{"status":"UP"}` with the database status; 503 when down.
-pub async fn health(app: &App) -> Resp {
-    let db_up = app.services.db.ping().await.is_ok();
-    let ready = db_up && app.ready();
-    let body = serde_json::json!({
-        "status": if ready { "UP" } else { "DOWN" },
-        "components": {
-            "db": { "status": if db_up { "UP" } else { "DOWN" } },
-            "eventBus": { "status": if app.ready() { "UP" } else { "DOWN" } },
-        },
-        "instance": app.config.instance_id,
-    });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    response::json(status, &body)
-}
 
 pub async fn list_notifications(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {
     let caller = principal(app, ctx).await?;

@@ -9,7 +9,7 @@ mod misc;
 mod read_statuses;
 mod users;
 
-pub use misc::{health, realtime_entry};
+pub use misc::realtime_entry;
 
 use uuid::Uuid;
 

@@ -53,6 +53,11 @@ pub fn channel_destination(channel_id: Uuid) -> String {
     format!("/sub/channels.{channel_id}.messages")
 }
 
+/// The destination edits and deletions of a channel's messages are broadcast to.
+pub fn message_events_destination(channel_id: Uuid) -> String {
+    format!("/sub/channels.{channel_id}.message-events")
+}
+
 impl Hub {
     pub fn new() -> Arc<Hub> {
         Arc::new(Hub {
@@ -79,6 +84,22 @@ impl Hub {
     pub fn on_event(&self, event: &Event) {
         match event {
             Event::MessageCreated { message } => self.broadcast_message(message),
+            Event::MessageUpdated { .. } | Event::MessageDeleted { .. } => {
+                if let Some((channel_id, body)) = event.message_event() {
+                    let destination = message_events_destination(channel_id);
+                    if !self.has_subscribers(&destination) {
+                        return;
+                    }
+                    match serde_json::to_vec(&body) {
+                        Ok(json) => {
+                            let id =
+                                format!("e-{}", self.next_message.fetch_add(1, Ordering::Relaxed));
+                            self.publish(&destination, &id, "application/json", Bytes::from(json));
+                        }
+                        Err(e) => tracing::error!("cannot serialise {destination} event: {e}"),
+                    }
+                }
+            }
             Event::BrokerMessage { destination, body } => {
                 let id = format!("b-{}", self.next_message.fetch_add(1, Ordering::Relaxed));
                 self.publish(

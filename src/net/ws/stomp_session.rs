@@ -87,11 +87,12 @@ fn header_ci<'a>(frame: &'a Frame, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// The channel id of `/sub/channels.{id}.messages`, if `destination` has that shape.
+/// The channel id of `/sub/channels.{id}.messages` or `/sub/channels.{id}.message-events`,
+/// if `destination` has one of those shapes (both need the same channel access).
 fn channel_of(destination: &str) -> Option<&str> {
-    destination
-        .strip_prefix("/sub/channels.")?
-        .strip_suffix(".messages")
+    let rest = destination.strip_prefix("/sub/channels.")?;
+    rest.strip_suffix(".messages")
+        .or_else(|| rest.strip_suffix(".message-events"))
 }
 
 impl StompSession {
@@ -380,8 +381,8 @@ impl StompSession {
         ControlFlow::Continue(())
     }
 
-    /// `/sub/channels.{id}.messages` needs a PUBLIC channel or membership; other `/sub/...`
-    /// destinations are open; anything else does not exist.
+    /// `/sub/channels.{id}.messages` and `.message-events` need a PUBLIC channel or
+    /// membership; other `/sub/...` destinations are open; anything else does not exist.
     async fn may_subscribe(&self, destination: &str) -> Result<(), String> {
         let Some(principal) = &self.principal else {
             return Err("Unauthorized".into());
@@ -499,6 +500,8 @@ mod tests {
         let id = Uuid::new_v4();
         let d = format!("/sub/channels.{id}.messages");
         assert_eq!(channel_of(&d), Some(id.to_string().as_str()));
+        let e = format!("/sub/channels.{id}.message-events");
+        assert_eq!(channel_of(&e), Some(id.to_string().as_str()));
         assert_eq!(channel_of("/sub/channels.x"), None);
         assert_eq!(channel_of("/sub/other"), None);
     }

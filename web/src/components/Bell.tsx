@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { dismissNotification, notifications, openChannel, toast } from '../store';
+import { desktopPermission, dismissNotification, enableDesktopNotifications, notifications, openChannel, toast } from '../store';
 import type { NotificationDto } from '../types';
 import { formatTime } from '../util';
 
@@ -82,7 +82,7 @@ export function Bell() {
         )}
       </button>
       {open && (
-        <div class="dropdown notifications" data-testid="notification-list">
+        <div class="dropdown notifications" data-testid="notification-list" role="region" aria-label="Notifications">
           <div class="dropdown-head">
             <span>Notifications</span>
             {list.length > 0 && (
@@ -97,6 +97,19 @@ export function Bell() {
               </button>
             )}
           </div>
+          {desktopPermission.value === 'default' && (
+            <div class="dropdown-note">
+              <button class="link" data-testid="notification-permission" onClick={() => void enableDesktopNotifications()}>
+                Enable desktop notifications
+              </button>{' '}
+              <span class="muted">for messages that arrive while this tab is in the background</span>
+            </div>
+          )}
+          {desktopPermission.value === 'denied' && (
+            <div class="dropdown-note muted" data-testid="notification-permission-denied">
+              Desktop notifications are blocked in the browser settings.
+            </div>
+          )}
           {list.length === 0 ? (
             <div class="empty-hint pad">You're all caught up.</div>
           ) : (

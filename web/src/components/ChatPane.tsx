@@ -1,9 +1,30 @@
-import { channelsLoaded, currentChannel, me, membersOpen, sidebarOpen, usersById } from '../store';
+import {
+  canManage,
+  channelsLoaded,
+  confirmDialog,
+  currentChannel,
+  deleteChannel,
+  me,
+  membersOpen,
+  modal,
+  sidebarOpen,
+  usersById,
+} from '../store';
+import type { ChannelDto } from '../types';
 import { channelTitle, otherParticipants } from '../util';
 import { Bell } from './Bell';
 import { Icon } from './Icons';
 import { Composer } from './Composer';
 import { MessageList } from './MessageList';
+
+function askDeleteChannel(ch: ChannelDto): void {
+  confirmDialog.value = {
+    title: 'Delete channel',
+    text: `Delete #${ch.name ?? ''} for everyone? Its messages and files are deleted too. This cannot be undone.`,
+    action: 'Delete channel',
+    run: () => deleteChannel(ch.id),
+  };
+}
 
 export function ChatPane() {
   const ch = currentChannel.value;
@@ -33,6 +54,28 @@ export function ChatPane() {
           <span class="chat-title">discodeit</span>
         )}
         <span class="spacer" />
+        {canManage(ch) && ch && (
+          <>
+            <button
+              class="icon-btn"
+              title="Edit channel"
+              aria-label="Edit channel"
+              data-testid="channel-edit-button"
+              onClick={() => (modal.value = 'editChannel')}
+            >
+              <Icon name="pencil" size={20} />
+            </button>
+            <button
+              class="icon-btn danger"
+              title="Delete channel"
+              aria-label="Delete channel"
+              data-testid="channel-delete-button"
+              onClick={() => askDeleteChannel(ch)}
+            >
+              <Icon name="trash" size={20} />
+            </button>
+          </>
+        )}
         <Bell />
         <button
           class={`icon-btn${membersOpen.value ? ' active' : ''}`}

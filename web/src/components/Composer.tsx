@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { currentChannel, me, sendMessage, showError, toast } from '../store';
+import { currentChannel, editingId, me, messages, sendMessage, showError, toast } from '../store';
 import { channelTitle, formatSize } from '../util';
 import { Spinner } from './Spinner';
 
@@ -139,10 +139,19 @@ export function Composer() {
           value={text}
           maxLength={MAX_LEN + 500}
           onInput={(e) => setText(e.currentTarget.value)}
+          aria-label={placeholder}
           onKeyDown={(e) => {
             if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
               e.preventDefault();
               void send();
+            } else if (e.key === 'ArrowUp' && !text) {
+              // like Discord: Up in an empty composer edits one's last message
+              const uid = me.value?.id;
+              const last = [...messages.value].reverse().find((m) => m.author?.id === uid);
+              if (last) {
+                e.preventDefault();
+                editingId.value = last.id;
+              }
             }
           }}
           onPaste={(e) => {

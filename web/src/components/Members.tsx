@@ -30,7 +30,7 @@ export function Members() {
   const on = sorted.filter((u) => u.online);
   const off = sorted.filter((u) => !u.online);
   return (
-    <aside class="members" data-testid="member-list">
+    <aside class="members" data-testid="member-list" aria-label="Members">
       <div class="section-title">
         <span>Online — {on.length}</span>
       </div>

@@ -1,10 +1,31 @@
-import { useEffect, useLayoutEffect, useRef } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { downloadUrl } from '../api';
-import { binStatus, currentChannelId, loadOlder, me, messages, paging } from '../store';
+import {
+  binStatus,
+  canDelete,
+  canEdit,
+  confirmDialog,
+  currentChannel,
+  currentChannelId,
+  deleteMessage,
+  editMessage,
+  editingId,
+  lightbox,
+  loadOlder,
+  me,
+  messages,
+  paging,
+  showError,
+  toast,
+  tsKey,
+} from '../store';
 import type { BinaryContentDto, MessageDto } from '../types';
-import { displayName, formatFull, formatSize, formatTime, linkParts } from '../util';
+import { channelTitle, displayName, formatFull, formatSize, formatTime, linkParts } from '../util';
 import { Avatar } from './Avatar';
+import { Icon } from './Icons';
 import { Spinner } from './Spinner';
+
+const MAX_LEN = 2000;
 
 function Attachment({ a }: { a: BinaryContentDto }) {
   const status = binStatus.value[a.id] ?? a.uploadStatus;
@@ -16,15 +37,36 @@ function Attachment({ a }: { a: BinaryContentDto }) {
     'data-content-type': a.contentType,
   };
   if (status === 'SUCCESS' && isImage) {
+    // A plain link for middle-click / new tab; a click opens the lightbox.
     return (
-      <a {...common} class="attachment image" href={downloadUrl(a.id)} target="_blank" rel="noopener" title={a.fileName}>
+      <a
+        {...common}
+        class="attachment image"
+        href={downloadUrl(a.id)}
+        target="_blank"
+        rel="noopener"
+        title={a.fileName}
+        aria-label={`View image ${a.fileName}`}
+        onClick={(e) => {
+          if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+          e.preventDefault();
+          lightbox.value = a;
+        }}
+      >
         <img data-testid="attachment-image" src={downloadUrl(a.id)} alt={a.fileName} loading="lazy" />
       </a>
     );
   }
   if (status === 'SUCCESS') {
     return (
-      <a {...common} class="attachment file" href={downloadUrl(a.id)} download={a.fileName} data-kind="file">
+      <a
+        {...common}
+        class="attachment file"
+        href={downloadUrl(a.id)}
+        download={a.fileName}
+        data-kind="file"
+        aria-label={`Download ${a.fileName} (${formatSize(a.size)})`}
+      >
         <span class="file-icon" aria-hidden="true">
           📄
         </span>
@@ -56,7 +98,7 @@ function Attachment({ a }: { a: BinaryContentDto }) {
   );
 }
 
-function Content({ text }: { text: string }) {
+function Content({ text, edited }: { text: string; edited: string | null }) {
   if (!text) return null;
   return (
     <div class="message-content" data-testid="message-content">
@@ -69,18 +111,148 @@ function Content({ text }: { text: string }) {
           p.text
         ),
       )}
+      {edited && (
+        <span class="edited" data-testid="message-edited" title={`Edited ${formatFull(edited)}`}>
+          {' '}
+          (edited)
+        </span>
+      )}
+    </div>
+  );
+}
+
+/** Inline editor: Enter saves, Shift+Enter is a new line, Escape cancels. */
+function EditBox({ m }: { m: MessageDto }) {
+  const [text, setText] = useState(m.content);
+  const [busy, setBusy] = useState(false);
+  const ref = useRef<HTMLTextAreaElement>(null);
+  useEffect(() => {
+    const ta = ref.current;
+    if (!ta) return;
+    ta.focus();
+    ta.setSelectionRange(ta.value.length, ta.value.length);
+  }, []);
+  useEffect(() => {
+    const ta = ref.current;
+    if (!ta) return;
+    ta.style.height = 'auto';
+    ta.style.height = `${Math.min(ta.scrollHeight, 240)}px`;
+  }, [text]);
+  const cancel = () => {
+    editingId.value = null;
+    document.querySelector<HTMLTextAreaElement>('[data-testid="composer-input"]')?.focus();
+  };
+  const save = async () => {
+    const content = text.trim();
+    if (busy) return;
+    if (content === m.content) return cancel();
+    if (!content) {
+      toast('error', 'A message cannot be empty: delete it instead');
+      return;
+    }
+    if (content.length > MAX_LEN) {
+      toast('error', `Messages are limited to ${MAX_LEN} characters`);
+      return;
+    }
+    setBusy(true);
+    try {
+      await editMessage(m.id, content);
+      cancel();
+    } catch (e) {
+      showError(e, 'Editing message');
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="edit-box">
+      <textarea
+        ref={ref}
+        rows={1}
+        data-testid="message-edit-input"
+        aria-label="Edit message"
+        value={text}
+        disabled={busy}
+        onInput={(e) => setText(e.currentTarget.value)}
+        onKeyDown={(e) => {
+          if (e.key === 'Escape') {
+            e.preventDefault();
+            e.stopPropagation();
+            cancel();
+          } else if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+            e.preventDefault();
+            void save();
+          }
+        }}
+      />
+      <div class="edit-hint">
+        escape to{' '}
+        <button type="button" class="link" data-testid="message-edit-cancel" onClick={cancel}>
+          cancel
+        </button>{' '}
+        · enter to{' '}
+        <button type="button" class="link" data-testid="message-edit-save" onClick={() => void save()}>
+          save
+        </button>
+      </div>
+    </div>
+  );
+}
+
+export function askDeleteMessage(m: MessageDto): void {
+  const ch = currentChannel.value;
+  const where = ch ? (ch.type === 'PUBLIC' ? `#${ch.name ?? ''}` : channelTitle(ch, me.value?.id)) : 'this channel';
+  const preview = m.content.length > 120 ? `${m.content.slice(0, 120)}…` : m.content;
+  confirmDialog.value = {
+    title: 'Delete message',
+    text: `Delete this message from ${where}${preview ? `: “${preview}”` : ''}? This cannot be undone.`,
+    action: 'Delete',
+    run: () => deleteMessage(m),
+  };
+}
+
+function Actions({ m }: { m: MessageDto }) {
+  const edit = canEdit(m);
+  const del = canDelete(m);
+  if (!edit && !del) return null;
+  return (
+    <div class="message-actions" role="toolbar" aria-label="Message actions">
+      {edit && (
+        <button
+          class="icon-btn"
+          title="Edit"
+          aria-label="Edit message"
+          data-testid="message-edit"
+          onClick={() => (editingId.value = m.id)}
+        >
+          <Icon name="pencil" size={16} />
+        </button>
+      )}
+      {del && (
+        <button
+          class="icon-btn danger"
+          title="Delete"
+          aria-label="Delete message"
+          data-testid="message-delete"
+          onClick={() => askDeleteMessage(m)}
+        >
+          <Icon name="trash" size={16} />
+        </button>
+      )}
     </div>
   );
 }
 
 function MessageItem({ m, grouped }: { m: MessageDto; grouped: boolean }) {
   const mine = !!m.author && m.author.id === me.value?.id;
+  const editing = editingId.value === m.id;
+  const edited = tsKey(m.updatedAt) > tsKey(m.createdAt);
   return (
     <li
-      class={`message${grouped ? ' grouped' : ''}${mine ? ' mine' : ''}`}
+      class={`message${grouped ? ' grouped' : ''}${mine ? ' mine' : ''}${editing ? ' editing' : ''}`}
       data-testid="message-item"
       data-message-id={m.id}
       data-author-id={m.author?.id ?? ''}
+      data-edited={edited ? 'true' : 'false'}
     >
       <div class="message-gutter">
         {grouped ? (
@@ -102,7 +274,11 @@ function MessageItem({ m, grouped }: { m: MessageDto; grouped: boolean }) {
             </time>
           </div>
         )}
-        <Content text={m.content} />
+        {editing ? (
+          <EditBox m={m} />
+        ) : (
+          <Content text={m.content} edited={edited ? m.updatedAt : null} />
+        )}
         {m.attachments.length > 0 && (
           <div class="attachments">
             {m.attachments.map((a) => (
@@ -111,6 +287,7 @@ function MessageItem({ m, grouped }: { m: MessageDto; grouped: boolean }) {
           </div>
         )}
       </div>
+      {!editing && <Actions m={m} />}
     </li>
   );
 }
@@ -202,7 +379,16 @@ export function MessageList() {
   }
 
   return (
-    <div class="message-scroll" ref={scrollRef} onScroll={onScroll} data-testid="message-list" data-has-next={pg.hasNext ? 'true' : 'false'}>
+    <div
+      class="message-scroll"
+      ref={scrollRef}
+      onScroll={onScroll}
+      data-testid="message-list"
+      data-has-next={pg.hasNext ? 'true' : 'false'}
+      role="log"
+      aria-label="Messages"
+      tabIndex={0}
+    >
       <div ref={innerRef} class="message-inner">
         {pg.loading && (
           <div class="center-pad" data-testid="messages-loading">

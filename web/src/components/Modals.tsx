@@ -1,30 +1,101 @@
 import type { ComponentChildren } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
-import { changeRole, createPrivateChannel, createPublicChannel, me, modal, showError, toast, updateProfile, users } from '../store';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import {
+  changeRole,
+  confirmDialog,
+  createPrivateChannel,
+  createPublicChannel,
+  currentChannel,
+  me,
+  modal,
+  showError,
+  toast,
+  updateChannel,
+  updateProfile,
+  users,
+} from '../store';
 import type { Role } from '../types';
 import { PASSWORD_RE, roleLabel } from '../util';
 import { Avatar } from './Avatar';
 import { Spinner } from './Spinner';
 
-function Dialog({ title, testid, children }: { title: string; testid: string; children: ComponentChildren }) {
+const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]):not([hidden]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
+
+/**
+ * Keeps keyboard focus inside `root` while it is mounted (Tab and Shift+Tab wrap around),
+ * closes on Escape, and gives focus back to `restore()` or else to what had it before.
+ */
+export function useFocusTrap(
+  root: { current: HTMLElement | null },
+  onClose: () => void,
+  restore?: () => HTMLElement | null,
+): void {
+  const close = useRef(onClose);
+  close.current = onClose;
+  // what had focus before the first render (an autofocused field takes it on insertion)
+  const opener = useRef<HTMLElement | null | undefined>(undefined);
+  if (opener.current === undefined) opener.current = document.activeElement as HTMLElement | null;
   useEffect(() => {
+    const before = opener.current;
+    const el = root.current;
+    if (el && !el.contains(document.activeElement)) {
+      (el.querySelector<HTMLElement>('[autofocus]') ?? el.querySelector<HTMLElement>(FOCUSABLE) ?? el).focus();
+    }
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === 'Escape') modal.value = null;
+      if (e.key === 'Escape') {
+        e.preventDefault();
+        close.current();
+      } else if (e.key === 'Tab' && root.current) {
+        const items = Array.from(root.current.querySelectorAll<HTMLElement>(FOCUSABLE)).filter((x) => x.offsetParent !== null);
+        if (!items.length) return;
+        const first = items[0];
+        const last = items[items.length - 1];
+        const active = document.activeElement;
+        if (e.shiftKey && (active === first || !root.current.contains(active))) {
+          e.preventDefault();
+          last.focus();
+        } else if (!e.shiftKey && (active === last || !root.current.contains(active))) {
+          e.preventDefault();
+          first.focus();
+        }
+      }
     };
     document.addEventListener('keydown', onKey);
-    return () => document.removeEventListener('keydown', onKey);
+    return () => {
+      document.removeEventListener('keydown', onKey);
+      const back = restore?.() ?? before;
+      if (back && back.isConnected) back.focus();
+    };
   }, []);
+}
+
+let dialogSeq = 0;
+
+function Dialog({
+  title,
+  testid,
+  children,
+  onClose = () => (modal.value = null),
+}: {
+  title: string;
+  testid: string;
+  children: ComponentChildren;
+  onClose?: () => void;
+}) {
+  const ref = useRef<HTMLDivElement>(null);
+  const [titleId] = useState(() => `dialog-title-${++dialogSeq}`);
+  useFocusTrap(ref, onClose);
   return (
     <div
       class="modal-backdrop"
       onMouseDown={(e) => {
-        if (e.target === e.currentTarget) modal.value = null;
+        if (e.target === e.currentTarget) onClose();
       }}
     >
-      <div class="modal" role="dialog" aria-modal="true" aria-label={title} data-testid={testid}>
+      <div class="modal" role="dialog" aria-modal="true" aria-labelledby={titleId} data-testid={testid} ref={ref} tabIndex={-1}>
         <div class="modal-head">
-          <h2>{title}</h2>
-          <button class="icon-btn" aria-label="Close" data-testid="modal-close" onClick={() => (modal.value = null)}>
+          <h2 id={titleId}>{title}</h2>
+          <button class="icon-btn" aria-label="Close" data-testid="modal-close" onClick={onClose}>
             ×
           </button>
         </div>
@@ -231,6 +302,104 @@ function Profile() {
   );
 }
 
+function EditChannel() {
+  const ch = currentChannel.value;
+  const [name, setName] = useState(ch?.name ?? '');
+  const [description, setDescription] = useState(ch?.description ?? '');
+  const [busy, setBusy] = useState(false);
+  if (!ch) return null;
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const n = name.trim();
+    const d = description.trim();
+    if (n.length < 2 || n.length > 50) {
+      toast('error', 'Channel names are 2–50 characters long');
+      return;
+    }
+    const changes: { newName?: string; newDescription?: string } = {};
+    if (n !== ch.name) changes.newName = n;
+    if (d !== (ch.description ?? '')) changes.newDescription = d;
+    if (!Object.keys(changes).length) {
+      modal.value = null;
+      return;
+    }
+    setBusy(true);
+    try {
+      await updateChannel(ch.id, changes);
+      modal.value = null;
+    } catch (err) {
+      showError(err, 'Updating channel');
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Dialog title="Edit channel" testid="edit-channel-dialog">
+      <form class="modal-body" onSubmit={submit}>
+        <label>
+          Channel name
+          <input data-testid="edit-channel-name" value={name} maxLength={50} required onInput={(e) => setName(e.currentTarget.value)} autoFocus />
+        </label>
+        <label>
+          <span>
+            Description <span class="muted">(empty to clear)</span>
+          </span>
+          <input
+            data-testid="edit-channel-description"
+            value={description}
+            maxLength={255}
+            onInput={(e) => setDescription(e.currentTarget.value)}
+          />
+        </label>
+        <div class="modal-foot">
+          <button type="button" class="btn" onClick={() => (modal.value = null)}>
+            Cancel
+          </button>
+          <button type="submit" class="btn primary" data-testid="edit-channel-submit" disabled={busy}>
+            {busy ? <Spinner small /> : 'Save'}
+          </button>
+        </div>
+      </form>
+    </Dialog>
+  );
+}
+
+/** The yes/no dialog of `confirmDialog` (deleting a message or a channel). */
+export function ConfirmDialog() {
+  const c = confirmDialog.value;
+  const [busy, setBusy] = useState(false);
+  if (!c) return null;
+  const close = () => {
+    if (confirmDialog.value === c) confirmDialog.value = null;
+  };
+  const run = async () => {
+    setBusy(true);
+    try {
+      await c.run();
+      close();
+    } catch (err) {
+      showError(err, c.title);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Dialog title={c.title} testid="confirm-dialog" onClose={close}>
+      <div class="modal-body">
+        <p class="confirm-text">{c.text}</p>
+        <div class="modal-foot">
+          <button type="button" class="btn" data-testid="confirm-cancel" onClick={close}>
+            Cancel
+          </button>
+          <button type="button" class="btn danger" data-testid="confirm-submit" disabled={busy} onClick={() => void run()} autoFocus>
+            {busy ? <Spinner small /> : c.action}
+          </button>
+        </div>
+      </div>
+    </Dialog>
+  );
+}
+
 const ROLES: Role[] = ['USER', 'CHANNEL_MANAGER', 'ADMIN'];
 
 function Admin() {
@@ -299,6 +468,8 @@ export function Modals() {
       return <Profile />;
     case 'admin':
       return <Admin />;
+    case 'editChannel':
+      return <EditChannel />;
     default:
       return null;
   }

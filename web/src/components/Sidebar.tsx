@@ -1,15 +1,15 @@
 import {
   channels,
   channelsLoaded,
+  countLabel,
   currentChannelId,
   hasRole,
-  isUnread,
   logout,
   me,
   modal,
   openChannel,
-  readStatuses,
   sidebarOpen,
+  unreadCount,
   usersById,
 } from '../store';
 import type { ChannelDto } from '../types';
@@ -22,8 +22,11 @@ import { Spinner } from './Spinner';
 function ChannelItem({ c }: { c: ChannelDto }) {
   const myId = me.value?.id;
   const active = currentChannelId.value === c.id;
-  void readStatuses.value; // re-render on read-status changes
-  const unread = isUnread(c);
+  const count = unreadCount(c);
+  const unread = count.n > 0;
+  const title = channelTitle(c, myId);
+  const news = !unread ? '' : count.counted ? `, ${countLabel(count)} unread` : ', unread';
+  const label = `${c.type === 'PUBLIC' ? 'channel' : 'conversation'} ${title}${news}`;
   const others = otherParticipants(c, myId);
   const first = others[0] ?? null;
   const online = first ? usersById.value[first.id]?.online ?? null : null;
@@ -35,9 +38,11 @@ function ChannelItem({ c }: { c: ChannelDto }) {
         data-channel-id={c.id}
         data-channel-type={c.type}
         data-unread={unread ? 'true' : 'false'}
+        data-unread-count={count.n}
         aria-current={active ? 'page' : undefined}
+        aria-label={label}
         onClick={() => void openChannel(c.id)}
-        title={c.type === 'PUBLIC' ? c.description || c.name || '' : channelTitle(c, myId)}
+        title={c.type === 'PUBLIC' ? c.description || c.name || '' : title}
       >
         {c.type === 'PUBLIC' ? (
           <span class="hash" aria-hidden="true">
@@ -51,9 +56,16 @@ function ChannelItem({ c }: { c: ChannelDto }) {
           <Avatar user={first ?? me.value} size={28} online={others.length === 1 ? online : undefined} />
         )}
         <span class="channel-name" data-testid="channel-name">
-          {channelTitle(c, myId)}
+          {title}
         </span>
-        {unread && <span class="unread-dot" data-testid="channel-unread" aria-label="unread" />}
+        {unread &&
+          (count.counted ? (
+            <span class="unread-badge" data-testid="channel-unread" aria-hidden="true">
+              {countLabel(count)}
+            </span>
+          ) : (
+            <span class="unread-dot" data-testid="channel-unread" aria-hidden="true" />
+          ))}
       </button>
     </li>
   );
@@ -68,7 +80,7 @@ export function Sidebar() {
     .sort((a, b) => (b.lastMessageAt > a.lastMessageAt ? 1 : b.lastMessageAt < a.lastMessageAt ? -1 : 0));
   const canCreatePublic = hasRole(user.role, 'CHANNEL_MANAGER');
   return (
-    <nav class={`sidebar${sidebarOpen.value ? ' open' : ''}`} data-testid="sidebar">
+    <nav class={`sidebar${sidebarOpen.value ? ' open' : ''}`} data-testid="sidebar" aria-label="Channels">
       <header class="sidebar-header">
         <span class="brand">discodeit</span>
       </header>

@@ -19,7 +19,9 @@ use crate::net::response::{self, Resp};
 use crate::net::ws::outbox::CloseReason;
 use crate::proto::sockjs;
 
-const NO_CACHE: &str = "no-store, no-cache, must-revalidate, max-age=0";
+/// What sockjs-node sends on every response that must not be cached; `no-transform` also
+/// keeps proxies from recompressing (and so buffering) the streaming transports.
+const NO_CACHE: &str = "no-store, no-cache, no-transform, must-revalidate, max-age=0";
 const ONE_YEAR_SECS: i64 = 31_536_000;
 
 /// One receiving transport and, for the script-based ones, the client's callback.
@@ -67,7 +69,8 @@ impl Receiver {
             Receiver::Xhr | Receiver::XhrStreaming | Receiver::Jsonp(_) => {
                 "application/javascript;charset=UTF-8"
             }
-            Receiver::EventSource => "text/event-stream;charset=UTF-8",
+            // An event stream is UTF-8 by definition; sockjs-node sends no charset.
+            Receiver::EventSource => "text/event-stream",
             Receiver::HtmlFile(_) => "text/html;charset=UTF-8",
         }
     }
@@ -122,16 +125,26 @@ fn set(r: &mut Resp, name: header::HeaderName, value: &str) {
     }
 }
 
-/// CORS for the XHR transports: echo the origin with credentials (`*` without one, or for
-/// the `null` origin of `file://` pages) and the requested headers.
+/// CORS for the XHR transports, as sockjs-node answers: a request with an `Origin` gets it
+/// echoed with credentials allowed (sockjs-client sends cookies for sticky sessions), also the
+/// `null` origin of `file://` pages, which browsers compare literally; a request without one
+/// gets `*` and no credentials (the pair `*` + credentials is one browsers refuse). The
+/// requested headers are echoed. `Vary: Origin` keeps caches (preflights are cacheable for a
+/// year) from serving one origin's answer to another.
 fn cors(headers: &HeaderMap, r: &mut Resp) {
     let origin = headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
-        .filter(|o| !o.is_empty() && *o != "null")
-        .unwrap_or("*");
-    set(r, header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    set(r, header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true");
+        .filter(|o| !o.is_empty());
+    match origin {
+        Some(origin) => {
+            set(r, header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            set(r, header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true");
+        }
+        None => set(r, header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+    }
+    r.headers_mut()
+        .append(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(h) = headers
         .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
         .and_then(|v| v.to_str().ok())
