@@ -95,7 +95,7 @@ login() {
 }
 # The ADMIN's access token for everything...
 token=$(login admin "$admin_password")
-# ...and USER sessions' refresh cookies: one for refresh and logout, one for me (see
+# ...and USER sessions' refresh cookies: one each for refresh, me and logout (see
 # scripts/contract/discodeit_hooks.py).
 user_session() {
     local password
@@ -107,7 +107,8 @@ user_session() {
 }
 refresh=$(user_session fuzzuser)
 me_refresh=$(user_session fuzzuser-me)
-[[ -n $token && -n $refresh && -n $me_refresh ]] || {
+logout_refresh=$(user_session fuzzuser-logout)
+[[ -n $token && -n $refresh && -n $me_refresh && -n $logout_refresh ]] || {
     echo "contract-test: could not log in" >&2
     exit 1
 }
@@ -118,6 +119,7 @@ print(json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["userDto"]["
 export DISCODEIT_CONTRACT_URL="$base" DISCODEIT_CONTRACT_TOKEN="$token"
 export DISCODEIT_CONTRACT_ADMIN_ID="$admin_id" DISCODEIT_CONTRACT_CSRF="$csrf"
 export DISCODEIT_CONTRACT_REFRESH="$refresh" DISCODEIT_CONTRACT_ME_REFRESH="$me_refresh"
+export DISCODEIT_CONTRACT_LOGOUT_REFRESH="$logout_refresh"
 export PYTHONPATH="$PWD/scripts/contract${PYTHONPATH:+:$PYTHONPATH}"
 seed=()
 if [[ -n ${DISCODEIT_CONTRACT_SEED:-} ]]; then seed=(--seed "$DISCODEIT_CONTRACT_SEED"); fi

@@ -11,9 +11,9 @@ operations reach their real logic.
   generated UUID there would never be, so it is replaced by the admin's id and the requests
   reach the channel checks and the database. Only positive cases are changed, so negative
   cases stay exactly as generated.
-- The configured refresh cookie belongs to a USER session that refresh rotates and logout
-  ends; GET /api/auth/me (which neither rotates nor ends) gets a second session's cookie in
-  its place, so its 200 answer stays reachable for the whole run.
+- The configured refresh cookie belongs to a USER session that refresh rotates; GET
+  /api/auth/me and POST /api/auth/logout get other sessions' cookies in its place, so a
+  logout does not end the session refresh uses, and me's 200 stays reachable all run.
 """
 
 import os
@@ -24,6 +24,7 @@ import schemathesis
 ADMIN_ID = os.environ["DISCODEIT_CONTRACT_ADMIN_ID"]
 REFRESH = os.environ["DISCODEIT_CONTRACT_REFRESH"]
 ME_REFRESH = os.environ["DISCODEIT_CONTRACT_ME_REFRESH"]
+LOGOUT_REFRESH = os.environ["DISCODEIT_CONTRACT_LOGOUT_REFRESH"]
 
 
 def _is_uuid(value):
@@ -51,10 +52,10 @@ def before_call(context, case, kwargs):
     elif method == "DELETE" and path == "/api/users/{userId}":
         if str((case.path_parameters or {}).get("userId")) == ADMIN_ID:
             case.path_parameters["userId"] = str(uuid.uuid4())
-    elif method == "GET" and path == "/api/auth/me":
+    elif (method, path) in (("GET", "/api/auth/me"), ("POST", "/api/auth/logout")):
         cookies = case.cookies or {}
         if cookies.get("refresh_token") == REFRESH:
-            cookies["refresh_token"] = ME_REFRESH
+            cookies["refresh_token"] = ME_REFRESH if method == "GET" else LOGOUT_REFRESH
     elif _is_negative(case):
         return
     elif method == "POST" and path == "/api/messages" and body is not None:
