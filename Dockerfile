@@ -16,6 +16,8 @@ RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && rm -rf src
 COPY src ./src
 COPY sql ./sql
+# Compiled into the binary (served at /v3/api-docs).
+COPY openapi.yaml ./
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin discodeit
 
 FROM debian:bookworm-slim

@@ -2,8 +2,8 @@
 # Runs the discodeit server locally: ./scripts/run.sh [extra server args]
 #
 # Starts a private PostgreSQL (scripts/lib.sh, state in $DISCODEIT_DATA, default
-# .data/), builds the web client when web/package.json exists, then runs the
-# release build. PostgreSQL keeps running after the server stops (fast restarts);
+# .data/), builds the web client when web/package.json exists and Swagger UI,
+# then runs the release build. PostgreSQL keeps running after the server stops (fast restarts);
 # stop it with: bash -c 'source scripts/lib.sh && pg_stop'
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,6 +42,11 @@ if [[ -f web/package.json ]]; then
     export DISCODEIT_WEB_DIR="${DISCODEIT_WEB_DIR:-$PWD/web/dist}"
 fi
 
+# Swagger UI at /swagger-ui (the document itself is compiled into the server).
+ensure_node_deps swagger-ui
+npm --prefix swagger-ui run build
+export DISCODEIT_SWAGGER_UI_DIR="${DISCODEIT_SWAGGER_UI_DIR:-$PWD/swagger-ui/dist}"
+
 export DISCODEIT_ADDR="${DISCODEIT_ADDR:-0.0.0.0:8080}"
 export DISCODEIT_STORAGE_DIR="${DISCODEIT_STORAGE_DIR:-$DISCODEIT_DATA/storage}"
 mkdir -p "$DISCODEIT_STORAGE_DIR"
@@ -52,7 +57,7 @@ echo "  Database:  $DATABASE_URL"
 echo "  Storage:   $DISCODEIT_STORAGE_DIR"
 echo "  Admin:     $DISCODEIT_ADMIN_USERNAME / $DISCODEIT_ADMIN_PASSWORD ($DISCODEIT_ADMIN_EMAIL)"
 echo
-echo "Discodeit on http://localhost:$port"
+echo "Discodeit on http://localhost:$port (API reference: http://localhost:$port/swagger-ui)"
 echo
 
 exec cargo run --release --bin discodeit -- "$@"

@@ -2,8 +2,10 @@
 # THE test command: ./scripts/test.sh
 #
 # Starts private PostgreSQL (fsync off), Redis and a Kafka-protocol broker
-# (tansu), then runs cargo build / fmt / clippy / test and, when present, the
-# Node end-to-end suites. Services it started are stopped on exit.
+# (tansu), then runs cargo build / fmt / clippy / test, the contract tests of
+# openapi.yaml (scripts/contract-test.sh), the Node end-to-end suites and the
+# Playwright tests of the web client and of Swagger UI. Services it started are
+# stopped on exit.
 # Exits non-zero when any step fails.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -83,8 +85,11 @@ if step "cargo build --all-targets" cargo build --all-targets; then
     step "cargo fmt --check" cargo fmt --all -- --check
     step "cargo clippy -D warnings" cargo clippy --all-targets -- -D warnings
     step "cargo test" cargo test --all-targets -- --test-threads=4
+    # openapi.yaml validated, then schemathesis against a real server (scripts/contract).
+    step "contract tests (openapi.yaml, schemathesis)" ./scripts/contract-test.sh
 else
     skip "cargo fmt/clippy/test" "(build failed)"
+    skip "contract tests" "(build failed)"
 fi
 
 if [[ -f tests/e2e/package.json ]]; then
@@ -111,6 +116,15 @@ if [[ -f web/package.json ]]; then
     fi
 else
     skip "web" "(no web/package.json)"
+fi
+
+if [[ -n ${DISCODEIT_BIN:-} ]]; then
+    step "npm ci (swagger-ui)" ensure_node_deps swagger-ui &&
+        step "swagger-ui build" npm --prefix swagger-ui run build &&
+        step "chromium (swagger-ui)" ensure_chromium &&
+        step "swagger-ui e2e (Playwright, real server)" ./scripts/swagger-ui-e2e.sh
+else
+    skip "swagger-ui e2e" "(build failed)"
 fi
 
 exit 0

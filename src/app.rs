@@ -71,6 +71,7 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
     let ws = WsEndpoint::new(&config, services.clone(), &bus);
     let app = Arc::new(App {
         web: config.web_dir.clone().map(StaticFiles::new),
+        swagger_ui: config.swagger_ui_dir.clone().map(StaticFiles::exact),
         config: config.clone(),
         services: services.clone(),
         sse,

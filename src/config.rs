@@ -51,6 +51,10 @@ pub const KNOWN_VARS: &[Var] = &[
         "DISCODEIT_WEB_DIR",
         "web client to serve at / [unset: none]",
     ),
+    v(
+        "DISCODEIT_SWAGGER_UI_DIR",
+        "Swagger UI files to serve at /swagger-ui [unset: none]",
+    ),
     v("DISCODEIT_INSTANCE_ID", "this instance's name [hostname]"),
     v(
         "DISCODEIT_ADMIN_USERNAME",
@@ -268,6 +272,7 @@ pub struct Config {
     pub stomp_expired_token_grace: Duration,
     pub storage_dir: PathBuf,
     pub web_dir: Option<PathBuf>,
+    pub swagger_ui_dir: Option<PathBuf>,
     pub instance_id: String,
     pub admin: Option<AdminBootstrap>,
     pub max_file_bytes: usize,
@@ -533,6 +538,7 @@ impl Config {
                 .unwrap_or_else(|| "./.data/storage".into())
                 .into(),
             web_dir: var("DISCODEIT_WEB_DIR").map(PathBuf::from),
+            swagger_ui_dir: var("DISCODEIT_SWAGGER_UI_DIR").map(PathBuf::from),
             instance_id,
             admin,
             max_file_bytes: parse_num("DISCODEIT_MAX_FILE_BYTES", 10 * 1024 * 1024)? as usize,

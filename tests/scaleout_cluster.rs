@@ -557,3 +557,45 @@ async fn nginx_passes_request_ids_hides_actuator_and_every_replica_is_scraped() 
         assert!(exposition::value(&samples, names::OUTBOX_LAG, &[]).is_some());
     }
 }
+
+/// The API reference through the deployment's nginx: Swagger UI's files from the web root
+/// (the nginx image copies swagger-ui/dist there), the document proxied to a backend.
+#[tokio::test]
+async fn nginx_serves_swagger_ui_and_proxies_the_api_document() {
+    let c = Cluster::shared().await;
+    let root = c.dir.join("api-reference-root");
+    std::fs::create_dir_all(root.join("swagger-ui")).unwrap();
+    std::fs::write(root.join("index.html"), "<title>web client</title>").unwrap();
+    std::fs::write(
+        root.join("swagger-ui/index.html"),
+        "<title>swagger ui</title>",
+    )
+    .unwrap();
+    let lb = c
+        .start_nginx("round_robin", &[("NGINX_WEB_ROOT", root.to_str().unwrap())])
+        .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str| http.get(format!("{}{path}", lb.base)).send();
+    for path in ["/swagger-ui", "/swagger-ui.html"] {
+        let r = get(path).await.unwrap();
+        assert_eq!(r.status(), 302, "{path}");
+        assert_eq!(r.headers()["location"], "/swagger-ui/index.html");
+    }
+    let r = get("/swagger-ui/index.html").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("swagger ui"));
+    // No fallback to the web client's index.html for a missing file.
+    assert_eq!(get("/swagger-ui/missing.js").await.unwrap().status(), 404);
+    let r = get("/v3/api-docs").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-upstream-addr"));
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let r = get("/v3/api-docs.yaml").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().starts_with("openapi: 3.1.0"));
+    lb.proc.kill();
+}

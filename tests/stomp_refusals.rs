@@ -220,6 +220,12 @@ async fn refused_sends_write_nothing() {
             "SEND /pub/messages refused: malformed MessageCreateRequest JSON".into(),
         ),
         (
+            // A derive would read an array as the struct's fields in order.
+            "/pub/messages",
+            format!(r#"["an array", "{public}"]"#).into_bytes(),
+            "SEND /pub/messages refused: malformed MessageCreateRequest JSON".into(),
+        ),
+        (
             "/pub/messages",
             json!({"content": "where?", "channelId": uuid::Uuid::new_v4()})
                 .to_string()

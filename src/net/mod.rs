@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod api;
+pub mod api_docs;
 pub mod client_ip;
 pub mod conn;
 pub mod health;

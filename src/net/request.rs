@@ -156,13 +156,20 @@ pub async fn drain(mut body: Incoming) {
     let _ = tokio::time::timeout(DRAIN_MAX_TIME, discard).await;
 }
 
-/// Parses JSON; errors become 400 `INVALID_REQUEST` with serde's reason.
+/// Parses a JSON object into a request DTO; errors become 400 `INVALID_REQUEST` with serde's
+/// reason. Only an object is accepted: serde would otherwise also fill a struct from an array
+/// of its field values (`[null, null]`), a form no client means.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid_request("request body is required"));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::invalid_request(format!("malformed JSON: {e}")))
+    let malformed =
+        |e: serde_json::Error| ApiError::invalid_request(format!("malformed JSON: {e}"));
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
+    if !value.is_object() {
+        return Err(ApiError::invalid_request("the JSON body must be an object"));
+    }
+    serde_json::from_value(value).map_err(malformed)
 }
 
 /// Parses a path or query UUID: 400 when malformed.

@@ -1,5 +1,6 @@
 //! Request routing: `/api/**` to the REST handlers (after the CSRF check), the health probes,
-//! `/ws/**` to the realtime transports, everything else to the static web client.
+//! `/ws/**` to the realtime transports, `/v3/api-docs` and `/swagger-ui` to the API reference,
+//! everything else to the static web client.
 
 use http::{header, Method, StatusCode};
 use hyper::body::Incoming;
@@ -10,6 +11,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::api::{self, Route};
+use super::api_docs;
 use super::request::{parse_uuid, Ctx};
 use super::response::{self, set_header, Resp};
 use super::{access_log, health};
@@ -74,6 +76,9 @@ async fn dispatch(
         return (template, health::respond(app, template).await);
     }
     let mut ctx = Ctx::new(req, remote, request_id.to_string());
+    if let Some(answer) = api_docs::route(app, &ctx.method, &path).await {
+        return answer;
+    }
     if path == "/api" || path.starts_with("/api/") {
         let (route, mut resp) = match resolve(&ctx.method, &path) {
             Ok(route) => {
@@ -87,7 +92,13 @@ async fn dispatch(
                 };
                 (template, resp)
             }
-            Err(e) => (UNKNOWN_ROUTE, response::error(&e, &path)),
+            Err(e) => {
+                let mut r = response::error(&e, &path);
+                if e.status == StatusCode::METHOD_NOT_ALLOWED.as_u16() {
+                    set_header(&mut r, header::ALLOW, &allowed_methods(&path));
+                }
+                (UNKNOWN_ROUTE, r)
+            }
         };
         for c in &ctx.set_cookies {
             set_header(&mut resp, header::SET_COOKIE, c);
@@ -212,6 +223,28 @@ pub fn resolve(method: &Method, path: &str) -> ApiResult<Route> {
     }
 }
 
+/// The `Allow` header of a 405: every method [`resolve`] routes for `path` (a malformed id
+/// still means the method exists).
+fn allowed_methods(path: &str) -> String {
+    let candidates = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+    candidates
+        .iter()
+        .filter(|m| match resolve(m, path) {
+            Ok(_) => true,
+            Err(e) => e.status == StatusCode::BAD_REQUEST.as_u16(),
+        })
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// 204 No Content.
 pub fn no_content() -> Resp {
     response::status_only(StatusCode::NO_CONTENT)
@@ -240,6 +273,13 @@ mod tests {
             resolve(&Method::GET, "/api/channels").unwrap(),
             Route::ListChannels
         );
+    }
+
+    #[test]
+    fn allow_lists_the_routed_methods() {
+        assert_eq!(allowed_methods("/api/users"), "GET, HEAD, POST");
+        assert_eq!(allowed_methods("/api/users/not-a-uuid"), "PATCH, DELETE");
+        assert_eq!(allowed_methods("/api/auth/role"), "PUT");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct App {
     pub config: Arc<Config>,
     pub services: Arc<Services>,
     pub web: Option<StaticFiles>,
+    /// Swagger UI's files (`swagger-ui/dist`), served at `/swagger-ui/`.
+    pub swagger_ui: Option<StaticFiles>,
     pub sse: Arc<SseHub>,
     pub ws: Option<WsEndpoint>,
     /// True once the event pipeline is consuming (multi-instance mode waits for Kafka).

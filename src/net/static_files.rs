@@ -9,14 +9,29 @@ use crate::error::ApiError;
 /// Serves one directory.
 pub struct StaticFiles {
     root: PathBuf,
+    /// Unknown paths answer `index.html` (client-side routing) instead of 404.
+    spa_fallback: bool,
 }
 
 impl StaticFiles {
+    /// A single-page app: unknown paths outside `assets/` answer `index.html`.
     pub fn new(root: PathBuf) -> Self {
-        StaticFiles { root }
+        StaticFiles {
+            root,
+            spa_fallback: true,
+        }
     }
 
-    /// The file at `path`, or `index.html` (SPA fallback) when no such file exists.
+    /// Plain files: unknown paths answer 404 (directories still answer their `index.html`).
+    pub fn exact(root: PathBuf) -> Self {
+        StaticFiles {
+            root,
+            spa_fallback: false,
+        }
+    }
+
+    /// The file at `path` (relative to the root), or `index.html` (SPA fallback) when no such
+    /// file exists.
     pub async fn serve(&self, path: &str) -> Resp {
         let rel = path.trim_start_matches('/');
         let safe = Path::new(rel)
@@ -33,7 +48,7 @@ impl StaticFiles {
             Ok(m) if m.is_file() => (file, false),
             _ => (self.root.join("index.html"), true),
         };
-        if fallback && rel.starts_with("assets/") {
+        if fallback && (!self.spa_fallback || rel.starts_with("assets/")) {
             return response::error(&ApiError::not_found_route(path), path);
         }
         match tokio::fs::read(&file).await {

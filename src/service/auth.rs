@@ -100,6 +100,10 @@ impl Services {
         client: IpAddr,
     ) -> ApiResult<TokenPair> {
         self.throttle_attempt(client, username)?;
+        // No stored name contains U+0000 (PostgreSQL text cannot hold it): such a user is unknown.
+        if username.contains('\0') {
+            return Err(ApiError::unknown_login_user());
+        }
         let db = self.db.client().await?;
         let user = users::find_by_username(&**db, username)
             .await?

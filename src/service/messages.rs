@@ -42,6 +42,8 @@ pub struct PageQuery {
 
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 1000;
+/// Highest `page`: keeps `page * size` (the SQL offset) far from overflowing.
+pub const MAX_PAGE: i64 = 1_000_000;
 
 impl Services {
     /// Creates a message (with uploads already received), commits, then broadcasts it and
@@ -61,6 +63,9 @@ impl Services {
             "channelId",
             "채널 ID는 필수입니다",
         );
+        for f in &attachments {
+            c.file("attachments", &f.file_name, &f.content_type);
+        }
         c.finish()?;
         let author_id = req.author_id.unwrap_or(caller.user_id);
         if author_id != caller.user_id {
@@ -140,8 +145,10 @@ impl Services {
             )));
         }
         let page = q.page.unwrap_or(0);
-        if page < 0 {
-            return Err(ApiError::invalid_request("page must not be negative"));
+        if !(0..=MAX_PAGE).contains(&page) {
+            return Err(ApiError::invalid_request(format!(
+                "page must be between 0 and {MAX_PAGE}"
+            )));
         }
         let offset = page
             .checked_mul(size)

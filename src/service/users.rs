@@ -69,6 +69,9 @@ impl Services {
         c.username("username", &username);
         c.email("email", &email);
         c.password("password", &pw);
+        if let Some(p) = &profile {
+            c.file("profile", &p.file_name, &p.content_type);
+        }
         c.finish()?;
         {
             let db = self.db.client().await?;
@@ -141,6 +144,9 @@ impl Services {
         }
         if let Some(v) = &req.new_password {
             c.password("newPassword", v);
+        }
+        if let Some(p) = &profile {
+            c.file("profile", &p.file_name, &p.content_type);
         }
         c.finish()?;
         caller.require_self_or_admin(id)?;

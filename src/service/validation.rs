@@ -36,8 +36,14 @@ impl Checks {
         }
     }
 
+    /// PostgreSQL text cannot hold U+0000, so no stored string may contain it.
+    pub fn no_nul(&mut self, field: &str, v: &str) {
+        self.check(!v.contains('\0'), field, NUL_MESSAGE);
+    }
+
     pub fn username(&mut self, field: &str, v: &str) {
         let n = v.chars().count();
+        self.no_nul(field, v);
         self.check(!v.trim().is_empty(), field, "사용자 이름은 필수입니다");
         self.check(
             (3..=50).contains(&n),
@@ -47,6 +53,7 @@ impl Checks {
     }
 
     pub fn email(&mut self, field: &str, v: &str) {
+        self.no_nul(field, v);
         self.check(!v.trim().is_empty(), field, "이메일은 필수입니다");
         self.check(is_email(v), field, "유효한 이메일 형식이어야 합니다");
         self.check(
@@ -58,6 +65,7 @@ impl Checks {
 
     pub fn password(&mut self, field: &str, v: &str) {
         let n = v.chars().count();
+        self.no_nul(field, v);
         self.check(!v.is_empty(), field, "비밀번호는 필수입니다");
         self.check(
             (8..=60).contains(&n),
@@ -73,6 +81,7 @@ impl Checks {
 
     pub fn channel_name(&mut self, field: &str, v: &str) {
         let n = v.chars().count();
+        self.no_nul(field, v);
         self.check(!v.trim().is_empty(), field, "채널명은 필수입니다");
         self.check(
             (2..=50).contains(&n),
@@ -82,6 +91,7 @@ impl Checks {
     }
 
     pub fn channel_description(&mut self, field: &str, v: &str) {
+        self.no_nul(field, v);
         self.check(
             v.chars().count() <= 255,
             field,
@@ -89,7 +99,24 @@ impl Checks {
         );
     }
 
+    /// A file part's name and content type must fit their metadata columns.
+    pub fn file(&mut self, field: &str, file_name: &str, content_type: &str) {
+        self.no_nul(field, file_name);
+        self.no_nul(field, content_type);
+        self.check(
+            file_name.chars().count() <= MAX_FILE_NAME_CHARS,
+            field,
+            "파일 이름은 255자 이하여야 합니다",
+        );
+        self.check(
+            content_type.chars().count() <= MAX_CONTENT_TYPE_CHARS,
+            field,
+            "파일 형식(Content-Type)은 100자 이하여야 합니다",
+        );
+    }
+
     pub fn message_content(&mut self, field: &str, v: &str, blank_ok: bool) {
+        self.no_nul(field, v);
         self.check(
             blank_ok || !v.trim().is_empty(),
             field,
@@ -110,6 +137,14 @@ pub fn at_most(field: &str, len: usize, limit: usize) -> ApiResult<()> {
     }
     Ok(())
 }
+
+/// Longest file name the metadata holds (`binary_contents.file_name`), in characters.
+pub const MAX_FILE_NAME_CHARS: usize = 255;
+/// Longest content type the metadata holds (`binary_contents.content_type`), in characters.
+pub const MAX_CONTENT_TYPE_CHARS: usize = 100;
+
+/// The message for a U+0000 in a text field.
+pub const NUL_MESSAGE: &str = "NUL 문자(\\u0000)는 사용할 수 없습니다";
 
 /// Hibernate-validator-like lenient check: `local@domain`, no TLD required.
 pub fn is_email(v: &str) -> bool {
@@ -148,8 +183,11 @@ mod tests {
         let mut c = Checks::new();
         c.username("username", "ab");
         c.password("password", "short");
+        c.channel_name("name", "a\0b");
+        c.file("profile", &"x".repeat(256), "image/png");
         let e = c.finish().unwrap_err();
         assert_eq!(e.code, "VALIDATION_ERROR");
-        assert_eq!(e.details.len(), 2);
+        assert_eq!(e.details.len(), 4);
+        assert_eq!(e.details["name"], NUL_MESSAGE);
     }
 }

@@ -8,7 +8,7 @@ use super::principal;
 use crate::domain::CsrfTokenBody;
 use crate::error::{ApiError, ApiResult};
 use crate::net::multipart::{Form, PartLimits};
-use crate::net::request::Ctx;
+use crate::net::request::{parse_json, Ctx};
 use crate::net::response::{self, Resp, JSON, JSON_UTF8};
 use crate::net::App;
 use crate::security::csrf;
@@ -90,8 +90,7 @@ async fn read_login(ctx: &mut Ctx) -> ApiResult<(String, String)> {
         (u, p)
     } else {
         let body = ctx.body_bytes(64 * 1024).await.map_err(unreadable)?;
-        let req: LoginRequest =
-            serde_json::from_slice(&body).map_err(|_| ApiError::unreadable_login())?;
+        let req: LoginRequest = parse_json(&body).map_err(|_| ApiError::unreadable_login())?;
         (req.username, req.password)
     };
     match (u, p) {

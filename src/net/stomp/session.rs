@@ -542,7 +542,8 @@ impl StompSession {
         let Some(principal) = self.principal.as_deref().cloned() else {
             return;
         };
-        let request: MessageCreateRequest = match serde_json::from_slice(&body) {
+        // The same parsing as REST bodies: a JSON object, not any JSON a derive would take.
+        let request: MessageCreateRequest = match crate::net::request::parse_json(&body) {
             Ok(r) => r,
             Err(e) => {
                 let why = refused(&format!("malformed MessageCreateRequest JSON: {e}"));
