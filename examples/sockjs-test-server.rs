@@ -18,7 +18,7 @@ use bytes::Bytes;
 use discodeit::net::conn::{CloseKind, CloseReason, Outbound, Session, SessionFactory};
 use discodeit::net::response::{self, Resp};
 use discodeit::net::server::{serve_connection, HttpSettings};
-use discodeit::net::ws::sockjs::{SockJsOptions, SockJsServer};
+use discodeit::net::sockjs::{SockJsOptions, SockJsServer};
 use http::StatusCode;
 use std::sync::Arc;
 use std::task::{Context, Poll};

@@ -126,7 +126,7 @@ pub const KNOWN_VARS: &[Var] = &[
     ),
     v(
         "DISCODEIT_MAX_CONNECTIONS",
-        "open connections (all kinds) before new ones get 503 [the file-descriptor limit minus 64 and the pool]",
+        "open connections (all kinds) before new ones get 503 [the file-descriptor limit minus 128 and the pool]",
     ),
     v(
         "DISCODEIT_HTTP_HEADER_TIMEOUT_SECONDS",

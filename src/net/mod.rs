@@ -14,6 +14,7 @@ pub mod response;
 pub mod router;
 pub mod server;
 pub mod shards;
+pub mod sockjs;
 pub mod sse;
 pub mod state;
 pub mod static_files;

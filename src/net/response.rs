@@ -80,3 +80,8 @@ pub fn set_header(r: &mut Resp, name: header::HeaderName, value: &str) {
         r.headers_mut().append(name, v);
     }
 }
+
+/// 204 No Content.
+pub fn no_content() -> Resp {
+    status_only(StatusCode::NO_CONTENT)
+}

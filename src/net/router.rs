@@ -245,10 +245,6 @@ fn allowed_methods(path: &str) -> String {
         .join(", ")
 }
 
-/// 204 No Content.
-pub fn no_content() -> Resp {
-    response::status_only(StatusCode::NO_CONTENT)
-}
 
 #[cfg(test)]
 mod tests {

@@ -24,9 +24,6 @@ use tokio::sync::{watch, Semaphore};
 use super::conn::{CloseReason, Takeover};
 use super::{router, App, Resp};
 
-/// Descriptors kept free for the database pool, Redis, Kafka, files and the 503 answers.
-const FD_RESERVE: usize = 64;
-
 /// Per-connection HTTP settings.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpSettings {
@@ -36,18 +33,11 @@ pub struct HttpSettings {
     pub send_buffer: Option<usize>,
 }
 
-/// The soft limit on open files, from `/proc/self/limits` (Linux).
-pub fn fd_limit() -> Option<usize> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
-}
-
-/// How many connections to accept at once: the configured number, or the fd limit minus a
-/// reserve (and never more than it).
+/// How many connections to accept at once: the configured number, but never more than the
+/// file-descriptor limit leaves room for (see [`crate::fd_limit`]).
 pub fn connection_capacity(configured: Option<usize>, pool_size: usize) -> usize {
-    let by_fds = fd_limit()
-        .map(|l| l.saturating_sub(FD_RESERVE + pool_size).max(16))
+    let by_fds = crate::fd_limit::raise()
+        .map(|l| l.connection_capacity(pool_size).max(16) as usize)
         .unwrap_or(usize::MAX);
     configured.unwrap_or(by_fds).min(by_fds)
 }
@@ -93,10 +83,7 @@ pub async fn serve(
 ) {
     let config = &app.config;
     let capacity = connection_capacity(config.max_connections, config.database_pool_size);
-    tracing::info!(
-        "connection capacity: {capacity} (file-descriptor limit {})",
-        fd_limit().map_or("unknown".into(), |l| l.to_string())
-    );
+    tracing::info!("accepting up to {capacity} connections at once");
     let settings = HttpSettings {
         header_timeout: config.http_header_timeout,
         send_buffer: config.socket_send_buffer,

@@ -9,7 +9,7 @@ use super::principal;
 use crate::error::{ApiError, ApiResult};
 use crate::net::request::Ctx;
 use crate::net::response::{self, Resp};
-use crate::net::router::no_content;
+use crate::net::response::no_content;
 use crate::net::App;
 
 pub async fn list_notifications(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {

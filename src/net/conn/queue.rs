@@ -44,6 +44,16 @@ pub struct QueueLimits {
     pub max_age: Duration,
 }
 
+impl QueueLimits {
+    /// `DISCODEIT_QUEUE_MAX_BYTES` and `DISCODEIT_QUEUE_MAX_AGE_MS`.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        QueueLimits {
+            max_bytes: config.queue_max_bytes,
+            max_age: config.queue_max_age,
+        }
+    }
+}
+
 impl Default for QueueLimits {
     fn default() -> Self {
         QueueLimits {

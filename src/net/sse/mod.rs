@@ -119,7 +119,7 @@ impl SseHub {
             broadcast: Mutex::new(History::new(start)),
             start_horizon: start,
             next_stream: AtomicU64::new(1),
-            limits: crate::net::ws::queue_limits(config),
+            limits: QueueLimits::from_config(config),
             max_per_user: config.max_sse_streams_per_user,
             max_events: config.sse_replay_max_events.max(1),
             max_age: config.sse_replay_max_age,

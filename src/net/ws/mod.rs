@@ -1,10 +1,8 @@
 //! `/ws`: STOMP 1.2 over SockJS and over raw WebSocket (`/ws/websocket`).
 //!
-//! The endpoint wires the parts: the SockJS endpoint ([`sockjs`], which also serves the raw
-//! WebSocket) runs a STOMP session ([`crate::net::stomp`]) per connection, and the STOMP hub
-//! fans bus events out to them.
-
-pub mod sockjs;
+//! The endpoint wires the parts: the SockJS endpoint ([`crate::net::sockjs`], which also
+//! serves the raw WebSocket) runs a STOMP session ([`crate::net::stomp`]) per connection, and
+//! the STOMP hub fans bus events out to them.
 
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -17,7 +15,7 @@ use crate::net::stomp::hub::Hub;
 use crate::net::stomp::session::{StompContext, StompFactory, StompLimits};
 use crate::proto::stomp::Limits;
 use crate::service::Services;
-use sockjs::{SockJsOptions, SockJsServer};
+use crate::net::sockjs::{SockJsOptions, SockJsServer};
 
 /// The URL prefix of the endpoint.
 pub const PREFIX: &str = "/ws";
@@ -26,14 +24,6 @@ pub const PREFIX: &str = "/ws";
 pub struct WsEndpoint {
     hub: Arc<Hub>,
     sockjs: SockJsServer,
-}
-
-/// The queue limits every realtime connection gets.
-pub fn queue_limits(config: &Config) -> QueueLimits {
-    QueueLimits {
-        max_bytes: config.queue_max_bytes,
-        max_age: config.queue_max_age,
-    }
 }
 
 impl WsEndpoint {
@@ -64,7 +54,7 @@ impl WsEndpoint {
             // Spring's defaults: reported as needed, no JSONP.
             cookie_needed: true,
             jsonp: false,
-            limits: queue_limits(config),
+            limits: QueueLimits::from_config(config),
             // A SockJS message is a JSON string: escaping can grow a frame up to six times.
             max_message_bytes: (config.stomp_max_frame_bytes * 6).max(64 * 1024),
             subprotocols: ["v12.stomp", "v11.stomp", "v10.stomp"]
