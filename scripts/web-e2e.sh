@@ -33,7 +33,9 @@ cat >"$work/server.sh" <<SH
 source '$work/env'
 stop() { [[ -f '$work/pid' ]] && kill "\$(cat '$work/pid')" 2>/dev/null; for _ in \$(seq 100); do kill -0 "\$(cat '$work/pid')" 2>/dev/null || break; sleep 0.05; done; }
 start() {
-  nohup '$bin' >>'$work/server.log' 2>&1 &
+  # Single-instance mode, as run.sh serves it: a shared broker or Redis (the test command
+  # exports them for the scale-out tests) would mix this server's events with others'.
+  nohup env -u REDIS_URL -u KAFKA_BOOTSTRAP_SERVERS '$bin' >>'$work/server.log' 2>&1 &
   echo \$! >'$work/pid'
   for _ in \$(seq 300); do curl -sf "http://127.0.0.1:$port/actuator/health" >/dev/null && return 0; sleep 0.05; done
   echo "server did not start" >&2; return 1

@@ -299,7 +299,7 @@ impl ApiError {
         Self::new(
             429,
             "TOO_MANY_REQUESTS",
-            "요청이 너무 많습니다.",
+            "요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.",
             "TooManyRequestsException",
         )
         .detail("reason", what)
