@@ -245,7 +245,6 @@ fn allowed_methods(path: &str) -> String {
         .join(", ")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,8 @@ use uuid::Uuid;
 use super::principal;
 use crate::error::ApiResult;
 use crate::net::request::Ctx;
-use crate::net::response::{self, Resp};
 use crate::net::response::no_content;
+use crate::net::response::{self, Resp};
 use crate::net::App;
 
 pub async fn list(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {

@@ -7,8 +7,8 @@ use super::principal;
 use crate::error::{ApiError, ApiResult};
 use crate::net::multipart::{Form, PartLimits};
 use crate::net::request::Ctx;
-use crate::net::response::{self, Resp};
 use crate::net::response::no_content;
+use crate::net::response::{self, Resp};
 use crate::net::App;
 use crate::service::messages::{MessageCreateRequest, PageQuery};
 

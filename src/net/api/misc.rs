@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::principal;
 use crate::error::{ApiError, ApiResult};
 use crate::net::request::Ctx;
-use crate::net::response::{self, Resp};
 use crate::net::response::no_content;
+use crate::net::response::{self, Resp};
 use crate::net::App;
 
 pub async fn list_notifications(app: &App, ctx: &mut Ctx) -> ApiResult<Resp> {

@@ -319,33 +319,30 @@ impl Hub {
             .sum()
     }
 
-    /// Closes queues whose oldest message waited past the send-time limit: a stuck socket
-    /// that gets no new messages is found here rather than on the next push.
-    pub fn sweep(&self, now: u64) {
+    /// Every registered connection's queue, shard by shard (no lock held while the caller
+    /// acts on them).
+    fn for_each_connection(&self, mut f: impl FnMut(&Arc<Outbound>)) {
         for shard in self.users.all() {
             let outs: Vec<Arc<Outbound>> = lock(shard)
                 .values()
                 .flatten()
                 .map(|c| c.out.clone())
                 .collect();
-            for out in outs {
-                out.check_age(now);
-            }
+            outs.iter().for_each(&mut f);
         }
+    }
+
+    /// Closes queues whose oldest message waited past the send-time limit: a stuck socket
+    /// that gets no new messages is found here rather than on the next push.
+    pub fn sweep(&self, now: u64) {
+        self.for_each_connection(|out| {
+            out.check_age(now);
+        });
     }
 
     /// Closes every connection (server shutdown) with `reason`.
     pub fn close_all(&self, reason: CloseReason) {
-        for shard in self.users.all() {
-            let outs: Vec<Arc<Outbound>> = lock(shard)
-                .values()
-                .flatten()
-                .map(|c| c.out.clone())
-                .collect();
-            for out in outs {
-                out.close(reason.clone());
-            }
-        }
+        self.for_each_connection(|out| out.close(reason.clone()));
     }
 
     /// Closes the user's connections (of one login session, or all) with an ERROR frame.

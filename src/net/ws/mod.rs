@@ -11,11 +11,11 @@ use crate::bus::EventBus;
 use crate::config::Config;
 use crate::net::conn::QueueLimits;
 use crate::net::response::Resp;
+use crate::net::sockjs::{SockJsOptions, SockJsServer};
 use crate::net::stomp::hub::Hub;
 use crate::net::stomp::session::{StompContext, StompFactory, StompLimits};
 use crate::proto::stomp::Limits;
 use crate::service::Services;
-use crate::net::sockjs::{SockJsOptions, SockJsServer};
 
 /// The URL prefix of the endpoint.
 pub const PREFIX: &str = "/ws";
