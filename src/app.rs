@@ -32,14 +32,14 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
         Some(_) => EventBus::distributed(OutboxWriter::start(db.clone())),
         None => EventBus::new(),
     };
-    let services = Arc::new(Services {
+    let services = Services::new(
         db,
         files,
-        bus: bus.clone(),
-        jwt: JwtCodec::new(&config.jwt_secret),
+        bus.clone(),
+        JwtCodec::new(&config.jwt_secret),
         registry,
-        config: config.clone(),
-    });
+        config.clone(),
+    );
     services
         .bootstrap_admin()
         .await

@@ -42,6 +42,17 @@ impl SseEvent {
     }
 }
 
+/// What changed about an entity the message write path caches (see `service::lookups`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "camelCase")]
+pub enum Change {
+    /// The channel was renamed or deleted, or its membership changed.
+    Channel(Uuid),
+    /// The user was renamed, got another role or profile, or was deleted (which also ends
+    /// their private-channel memberships).
+    User(Uuid),
+}
+
 /// Everything the realtime layer reacts to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
@@ -59,4 +70,22 @@ pub enum Event {
         /// Only connections of this login session; `None` closes all of the user's.
         session_id: Option<Uuid>,
     },
+    /// Cached facts about an entity are stale: every instance drops them (written in the
+    /// change's transaction, so it reaches every instance exactly when the change exists).
+    Changed(Change),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_survive_the_outbox_json() {
+        for change in [Change::Channel(Uuid::new_v4()), Change::User(Uuid::new_v4())] {
+            let e = Event::Changed(change);
+            let json = serde_json::to_string(&e).unwrap();
+            assert!(json.contains("\"type\":\"changed\""), "{json}");
+            assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+        }
+    }
 }

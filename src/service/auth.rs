@@ -4,7 +4,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{epoch_now, Services};
-use crate::domain::{Audience, Event, NotificationDto, NotificationType, Role, SseEvent, UserDto};
+use crate::domain::{
+    Audience, Change, Event, NotificationDto, NotificationType, Role, SseEvent, UserDto,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::security::jwt::{Claims, JwtError};
 use crate::security::registry::Session;
@@ -276,10 +278,8 @@ impl Services {
         if let Some(n) = &notification {
             notifications::insert(&*tx, n).await?;
         }
-        let events = notification
-            .iter()
-            .map(Services::notification_event)
-            .collect();
+        let mut events = vec![Event::Changed(Change::User(user_id))];
+        events.extend(notification.iter().map(Services::notification_event));
         self.commit(tx, events).await?;
         self.revoke_user(user_id).await?;
         let mut dto = user.dto;

@@ -5,6 +5,8 @@
 pub mod auth;
 pub mod binary_contents;
 pub mod channels;
+pub mod lookups;
+pub mod message_writer;
 pub mod messages;
 pub mod notifications;
 pub mod read_statuses;
@@ -17,12 +19,15 @@ use std::sync::Arc;
 use crate::bus::EventBus;
 use crate::config::Config;
 use crate::domain::Event;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::security::jwt::JwtCodec;
 use crate::security::registry::JwtRegistry;
 use crate::store::files::FileStore;
 use crate::store::{Db, Tx};
 
+use lookups::Lookups;
+use message_writer::MessageWriter;
+pub use message_writer::PendingMessage;
 pub use uploads::Upload;
 
 /// Shared application services; cheap to share behind an `Arc`.
@@ -33,23 +38,91 @@ pub struct Services {
     pub jwt: JwtCodec,
     pub registry: Arc<dyn JwtRegistry>,
     pub config: Arc<Config>,
+    /// Channel and author facts of the message write path, kept fresh by `Event::Changed`.
+    pub(crate) lookups: Arc<Lookups>,
+    /// The queue into the one task that writes messages in batches.
+    pub(crate) writer: MessageWriter,
+}
+
+/// Why [`Services::try_commit`] failed.
+pub(crate) enum CommitError {
+    /// Nothing was committed.
+    Failed(tokio_postgres::Error),
+    /// The outbox rows could not be written; nothing was committed.
+    Outbox(ApiError),
+    /// The connection broke during `COMMIT`: the transaction may or may not have committed.
+    Unknown(tokio_postgres::Error),
 }
 
 impl Services {
+    /// Builds the services and starts the message writer (it needs a tokio runtime). Local
+    /// deliveries of `Event::Changed` refresh the write path's caches on every instance.
+    pub fn new(
+        db: Db,
+        files: FileStore,
+        bus: EventBus,
+        jwt: JwtCodec,
+        registry: Arc<dyn JwtRegistry>,
+        config: Arc<Config>,
+    ) -> Arc<Self> {
+        let lookups = Arc::new(Lookups::new(config.lookup_cache_entries));
+        let hook = lookups.clone();
+        bus.on_deliver(move |e| hook.apply_events([e]));
+        Arc::new_cyclic(|services| Services {
+            writer: MessageWriter::start(services.clone(), &config),
+            db,
+            files,
+            bus,
+            jwt,
+            registry,
+            config,
+            lookups,
+        })
+    }
+
     /// Commits `tx` with its `events`: realtime pushes never precede the commit. In
     /// multi-instance mode the events are outbox rows of the same transaction (they exist
     /// exactly when the change does); otherwise they are published after the commit.
     pub(crate) async fn commit(&self, tx: Tx<'_>, events: Vec<Event>) -> ApiResult<()> {
-        if self.bus.is_distributed() {
-            crate::bus::outbox::insert(&*tx, &events).await?;
-            tx.commit().await?;
-            return Ok(());
+        match self.try_commit(tx, &events).await {
+            Ok(()) => {
+                self.after_commit(events);
+                Ok(())
+            }
+            Err(CommitError::Outbox(e)) => Err(e),
+            Err(CommitError::Failed(e) | CommitError::Unknown(e)) => Err(e.into()),
         }
-        tx.commit().await?;
+    }
+
+    /// The first half of [`Self::commit`]: outbox rows (multi-instance mode), then `COMMIT`.
+    /// Tells a lost `COMMIT` (outcome unknown) apart from a failure before it.
+    pub(crate) async fn try_commit(&self, tx: Tx<'_>, events: &[Event]) -> Result<(), CommitError> {
+        if self.bus.is_distributed() {
+            crate::bus::outbox::insert(&*tx, events)
+                .await
+                .map_err(CommitError::Outbox)?;
+        }
+        tx.commit().await.map_err(|e| {
+            if e.as_db_error().is_some() {
+                // The server answered: it refused, so nothing was committed.
+                CommitError::Failed(e)
+            } else {
+                CommitError::Unknown(e)
+            }
+        })
+    }
+
+    /// The second half of [`Self::commit`], once committed: this instance's caches are
+    /// refreshed at once (before the caller answers), then in single-instance mode the events
+    /// are published (the outbox relay does it otherwise).
+    pub(crate) fn after_commit(&self, events: Vec<Event>) {
+        self.lookups.apply_events(&events);
+        if self.bus.is_distributed() {
+            return;
+        }
         for e in events {
             self.bus.publish(e);
         }
-        Ok(())
     }
 }
 

@@ -16,39 +16,71 @@ pub async fn insert(c: &impl GenericClient, n: &NotificationDto) -> ApiResult<()
     Ok(())
 }
 
-/// NEW_MESSAGE notifications for every member of `channel` with notifications on, except
-/// `author`, in one statement (inside the message's transaction, so they exist exactly when
-/// the message does).
-pub async fn insert_for_new_message(
-    c: &impl GenericClient,
-    channel: Uuid,
-    author: Uuid,
-    title: &str,
-    content: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> ApiResult<Vec<NotificationDto>> {
-    let rows = c
-        .query(
-            "INSERT INTO notifications (id, created_at, updated_at, receiver_id, title, content, type, target_id)
-             SELECT gen_random_uuid(), $3, $3, r.user_id, $4, $5, 'NEW_MESSAGE', $1
-             FROM read_statuses r
-             WHERE r.channel_id = $1 AND r.notification_enabled AND r.user_id <> $2
-             RETURNING id, receiver_id",
-            &[&channel, &author, &at, &title, &content],
+/// What a NEW_MESSAGE notification says about one new message.
+#[derive(Debug, Clone)]
+pub struct NewMessageNotice {
+    pub channel_id: Uuid,
+    pub author_id: Uuid,
+    pub title: String,
+    pub content: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// NEW_MESSAGE notifications for every new message in `notices`: one per member of its channel
+/// with notifications on, except its author, in one statement (inside the messages'
+/// transaction, so they exist exactly when the messages do). Returns them grouped by notice,
+/// in the notices' order.
+pub async fn insert_for_new_messages(
+    c: &impl deadpool_postgres::GenericClient,
+    notices: &[NewMessageNotice],
+) -> Result<Vec<Vec<NotificationDto>>, tokio_postgres::Error> {
+    let mut out = vec![Vec::new(); notices.len()];
+    if notices.is_empty() {
+        return Ok(out);
+    }
+    let stmt = c
+        .prepare_cached(
+            "WITH n AS MATERIALIZED (
+                 SELECT gen_random_uuid() AS id, m.i, r.user_id, m.at, m.title, m.content,
+                        m.channel_id
+                 FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[])
+                      WITH ORDINALITY AS m(channel_id, author_id, at, title, content, i)
+                 JOIN read_statuses r ON r.channel_id = m.channel_id
+                      AND r.notification_enabled AND r.user_id <> m.author_id),
+             ins AS (
+                 INSERT INTO notifications
+                     (id, created_at, updated_at, receiver_id, title, content, type, target_id)
+                 SELECT id, at, at, user_id, title, content, 'NEW_MESSAGE', channel_id FROM n)
+             SELECT i, id, user_id FROM n ORDER BY i",
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| NotificationDto {
-            id: r.get(0),
-            created_at: at,
-            receiver_id: r.get(1),
-            title: title.to_string(),
-            content: content.to_string(),
+    let channels: Vec<Uuid> = notices.iter().map(|n| n.channel_id).collect();
+    let authors: Vec<Uuid> = notices.iter().map(|n| n.author_id).collect();
+    let ats: Vec<chrono::DateTime<chrono::Utc>> = notices.iter().map(|n| n.at).collect();
+    let titles: Vec<&str> = notices.iter().map(|n| n.title.as_str()).collect();
+    let contents: Vec<&str> = notices.iter().map(|n| n.content.as_str()).collect();
+    for r in c
+        .query(&stmt, &[&channels, &authors, &ats, &titles, &contents])
+        .await?
+    {
+        // ORDINALITY counts from 1.
+        let Some(at) = usize::try_from(r.get::<_, i64>(0) - 1).ok() else {
+            continue;
+        };
+        let (Some(notice), Some(list)) = (notices.get(at), out.get_mut(at)) else {
+            continue;
+        };
+        list.push(NotificationDto {
+            id: r.get(1),
+            created_at: notice.at,
+            receiver_id: r.get(2),
+            title: notice.title.clone(),
+            content: notice.content.clone(),
             notification_type: NotificationType::NewMessage,
-            target_id: Some(channel),
-        })
-        .collect())
+            target_id: Some(notice.channel_id),
+        });
+    }
+    Ok(out)
 }
 
 pub async fn list_for(c: &impl GenericClient, receiver: Uuid) -> ApiResult<Vec<NotificationDto>> {

@@ -22,6 +22,11 @@ pub async fn health(app: &App) -> Resp {
         "components": {
             "db": { "status": if db_up { "UP" } else { "DOWN" } },
             "eventBus": { "status": if app.ready() { "UP" } else { "DOWN" } },
+            "messageWriter": {
+                "status": "UP",
+                "queued": app.services.message_queue_len(),
+                "capacity": app.config.message_queue,
+            },
         },
         "instance": app.config.instance_id,
     });

@@ -468,9 +468,12 @@ impl StompSession {
         let request: MessageCreateRequest = serde_json::from_slice(body)
             .map_err(|e| refused(&format!("malformed MessageCreateRequest JSON: {e}")))?;
         let request_id = Uuid::new_v4().simple().to_string();
+        // Admission first (a full queue stops this session's reading), then the outcome.
         self.ctx
             .services
-            .create_message(principal, request, Vec::new(), request_id)
+            .submit_message(principal, request, Vec::new(), request_id)
+            .await
+            .map_err(|e| refused(&e))?
             .await
             .map(|_| ())
             .map_err(|e| refused(&e))

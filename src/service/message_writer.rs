@@ -1,0 +1,548 @@
+//! The message write path: one writer task per instance takes the messages that REST and STOMP
+//! submit from a bounded queue and writes them in batches (group commit).
+//!
+//! A batch is what is queued when the writer comes round (at most
+//! `DISCODEIT_MESSAGE_BATCH_MAX`, optionally waiting `DISCODEIT_MESSAGE_BATCH_WINDOW_US` after
+//! the first message for more). For a batch the writer
+//! 1. looks up channels and authors in [`super::lookups`] (the database only for misses, in
+//!    one query per kind) and refuses, one by one, the messages that may not be written;
+//! 2. inserts the rest with one multi-row statement per table (messages, attachment rows and
+//!    links, notifications) in one transaction, with the outbox rows in multi-instance mode;
+//! 3. commits once, then broadcasts every message in commit order, starts the attachment
+//!    uploads and answers each sender.
+//!
+//! A message that fails a rule fails alone; a database failure fails the whole batch, and each
+//! of its senders learns that its message was not stored (when the connection broke during
+//! `COMMIT` the writer first finds out whether it committed). One writer and a FIFO queue keep
+//! every sender's messages in submission order.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::lookups::{ChannelFacts, Resolved};
+use super::uploads::UploadKind;
+use super::{CommitError, Services};
+use crate::config::Config;
+use crate::domain::{BinaryContentDto, ChannelType, Event, MessageDto, UserDto};
+use crate::error::{ApiError, ApiResult};
+use crate::store::messages::{self, NewMessage};
+use crate::store::notifications::{self, NewMessageNotice};
+use crate::store::{binary_contents, channels, db::is_foreign_key_violation};
+
+/// How long the writer keeps trying to learn whether a batch whose `COMMIT` was cut off
+/// committed (the database is restarting, typically), before telling its senders the outcome
+/// is unknown.
+const COMMIT_CHECK_PATIENCE: Duration = Duration::from_secs(30);
+
+/// One message admitted to the writer; the caller already checked everything that needs no
+/// database (content, author = caller, file metadata).
+pub(crate) struct Submission {
+    pub author: Uuid,
+    pub channel: Uuid,
+    pub content: String,
+    pub files: Vec<(BinaryContentDto, Bytes)>,
+    pub request_id: String,
+    pub reply: oneshot::Sender<ApiResult<MessageDto>>,
+}
+
+/// The submitting side of the writer: a bounded queue, so a burst waits here (back-pressure
+/// on the senders) instead of growing without limit.
+pub(crate) struct MessageWriter {
+    tx: mpsc::Sender<Submission>,
+    capacity: usize,
+}
+
+impl MessageWriter {
+    /// Spawns the writer task; it ends when the services are dropped.
+    pub fn start(services: Weak<Services>, config: &Config) -> Self {
+        let (tx, rx) = mpsc::channel(config.message_queue);
+        tokio::spawn(run(
+            services,
+            rx,
+            config.message_batch_max,
+            config.message_batch_window,
+        ));
+        MessageWriter {
+            tx,
+            capacity: config.message_queue,
+        }
+    }
+
+    /// Enqueues `s` once there is room: waiting as long as it takes (`limit` None) or at most
+    /// `limit`, after which the queue counts as full (503).
+    pub async fn admit(&self, s: Submission, limit: Option<Duration>) -> ApiResult<()> {
+        let permit = match limit {
+            None => self.tx.reserve().await,
+            Some(limit) => match tokio::time::timeout(limit, self.tx.reserve()).await {
+                Ok(p) => p,
+                Err(_) => {
+                    return Err(ApiError::service_unavailable(&format!(
+                        "message not accepted: the write queue stayed full ({} messages) for {} ms; retry later",
+                        self.capacity,
+                        limit.as_millis()
+                    )))
+                }
+            },
+        };
+        let permit =
+            permit.map_err(|_| ApiError::service_unavailable("the message writer stopped"))?;
+        permit.send(s);
+        Ok(())
+    }
+
+    /// Messages waiting in the queue (not yet taken into a batch).
+    pub fn queued(&self) -> usize {
+        self.capacity - self.tx.capacity()
+    }
+}
+
+/// A submitted message's outcome: resolves once its batch committed (the stored message, as
+/// broadcast) or failed.
+pub struct PendingMessage(pub(crate) oneshot::Receiver<ApiResult<MessageDto>>);
+
+impl Future for PendingMessage {
+    type Output = ApiResult<MessageDto>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| Err(ApiError::service_unavailable("the message writer stopped")))
+        })
+    }
+}
+
+/// Creation times strictly increasing in write order, so the stored order (`created_at`) is the
+/// order messages were committed and broadcast in.
+#[derive(Default)]
+struct Clock {
+    last: Option<DateTime<Utc>>,
+}
+
+impl Clock {
+    fn next(&mut self) -> DateTime<Utc> {
+        let mut at = crate::time::now();
+        if let Some(last) = self.last {
+            if at <= last {
+                at = last + chrono::Duration::microseconds(1);
+            }
+        }
+        self.last = Some(at);
+        at
+    }
+}
+
+/// The writer task.
+async fn run(
+    services: Weak<Services>,
+    mut rx: mpsc::Receiver<Submission>,
+    max: usize,
+    window: Duration,
+) {
+    let mut clock = Clock::default();
+    loop {
+        let mut batch = Vec::with_capacity(max);
+        if rx.recv_many(&mut batch, max).await == 0 {
+            return;
+        }
+        if !window.is_zero() {
+            let deadline = tokio::time::Instant::now() + window;
+            while batch.len() < max {
+                let room = max - batch.len();
+                let more = rx.recv_many(&mut batch, room);
+                match tokio::time::timeout_at(deadline, more).await {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
+        let Some(services) = services.upgrade() else {
+            return;
+        };
+        services.write_batch(batch, &mut clock).await;
+    }
+}
+
+/// A message that passed every rule, ready to insert.
+struct Prepared {
+    sub: Submission,
+    dto: MessageDto,
+    /// The NEW_MESSAGE notification title.
+    title: String,
+}
+
+/// Why a batch was not written.
+enum BatchError {
+    /// A channel or author vanished after the lookup (a concurrent delete): worth one retry,
+    /// which looks them up again.
+    Vanished,
+    /// Nothing was stored.
+    Failed(ApiError),
+    /// The connection broke during `COMMIT`.
+    Unknown(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for BatchError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if is_foreign_key_violation(&e) {
+            BatchError::Vanished
+        } else {
+            BatchError::Failed(not_stored(&e))
+        }
+    }
+}
+
+/// The error every sender of a failed batch gets: 503 when the database is unreachable or
+/// went away (retrying is right), 500 when it refused the batch.
+fn not_stored(e: &tokio_postgres::Error) -> ApiError {
+    use tokio_postgres::error::SqlState;
+    let gone = match e.as_db_error() {
+        // No answer from the server: I/O error, closed connection, timeout.
+        None => true,
+        Some(db) => [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ]
+        .contains(db.code()),
+    };
+    tracing::warn!("message batch not stored: {e}");
+    if gone {
+        unavailable()
+    } else {
+        ApiError::internal(format!("message batch: {e}")).detail(
+            "reason",
+            "message not stored: the database refused the batch it was written in",
+        )
+    }
+}
+
+/// 503 for a batch that could not reach the database.
+fn unavailable() -> ApiError {
+    ApiError::service_unavailable("message not stored: the database is unavailable; retry")
+}
+
+/// The notification title of a message by `author` in `channel` (the reference's format).
+fn title(channel: &ChannelFacts, author: &UserDto) -> String {
+    match channel.channel_type {
+        ChannelType::Public => format!(
+            "{} (# {})",
+            author.username,
+            channel.name.as_deref().unwrap_or_default()
+        ),
+        ChannelType::Private => author.username.clone(),
+    }
+}
+
+/// The rules that need the channel and the author, in the reference's order: channel 404,
+/// author 404, private channel 403.
+fn check(sub: &Submission, found: &Resolved) -> ApiResult<(Arc<ChannelFacts>, Arc<UserDto>)> {
+    let channel = found
+        .channels
+        .get(&sub.channel)
+        .ok_or_else(|| ApiError::channel_not_found(sub.channel))?;
+    let author = found
+        .users
+        .get(&sub.author)
+        .ok_or_else(|| ApiError::user_not_found(sub.author))?;
+    if !channel.admits(sub.author) {
+        return Err(ApiError::denied());
+    }
+    Ok((channel.clone(), author.clone()))
+}
+
+impl Services {
+    /// Writes one batch and answers every sender in it.
+    async fn write_batch(self: &Arc<Self>, batch: Vec<Submission>, clock: &mut Clock) {
+        let mut subs = batch;
+        let mut retried = false;
+        loop {
+            let mut client = match self.db.client().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("message batch not stored: {e}");
+                    return fail_all(subs.into_iter(), &unavailable());
+                }
+            };
+            let found = match self
+                .lookups
+                .resolve(
+                    &**client,
+                    subs.iter().map(|s| s.channel),
+                    subs.iter().map(|s| s.author),
+                )
+                .await
+            {
+                Ok(f) => f,
+                Err(e) => return fail_all(subs.into_iter(), &not_stored(&e)),
+            };
+            let mut batch = Vec::with_capacity(subs.len());
+            for sub in subs {
+                match check(&sub, &found) {
+                    Ok((channel, author)) => batch.push(prepare(sub, &channel, &author, clock)),
+                    Err(e) => {
+                        let _ = sub.reply.send(Err(e));
+                    }
+                }
+            }
+            if batch.is_empty() {
+                return;
+            }
+            let outcome = self.insert_batch(&mut client, &batch).await;
+            drop(client);
+            match outcome {
+                Ok((written, events)) => return self.deliver(batch, written, events),
+                Err(BatchError::Vanished) if !retried => {
+                    // Look the batch's channels and authors up again, from the database.
+                    for p in &batch {
+                        self.lookups
+                            .apply(&crate::domain::Change::Channel(p.sub.channel));
+                        self.lookups
+                            .apply(&crate::domain::Change::User(p.sub.author));
+                    }
+                    retried = true;
+                    subs = batch.into_iter().map(|p| p.sub).collect();
+                }
+                Err(BatchError::Vanished) => {
+                    let e = ApiError::service_unavailable(
+                        "message not stored: a channel or author of its batch was deleted meanwhile; retry",
+                    );
+                    return fail_all(batch.into_iter().map(|p| p.sub), &e);
+                }
+                Err(BatchError::Failed(e)) => {
+                    return fail_all(batch.into_iter().map(|p| p.sub), &e)
+                }
+                Err(BatchError::Unknown(e)) => {
+                    return self.resolve_unknown_commit(batch, e).await;
+                }
+            }
+        }
+    }
+
+    /// One transaction for the whole batch. Returns which messages were written (a channel or
+    /// author deleted since the lookup skips its messages) and their events in commit order.
+    async fn insert_batch(
+        &self,
+        client: &mut crate::store::db::Client,
+        batch: &[Prepared],
+    ) -> Result<(Vec<Option<ApiError>>, Vec<Event>), BatchError> {
+        let tx = client.transaction().await?;
+        let rows: Vec<NewMessage> = batch
+            .iter()
+            .map(|p| NewMessage {
+                id: p.dto.id,
+                channel_id: p.dto.channel_id,
+                author_id: p.sub.author,
+                content: p.dto.content.clone(),
+                at: p.dto.created_at,
+            })
+            .collect();
+        let inserted: HashSet<Uuid> = messages::insert_many(&tx, &rows)
+            .await?
+            .into_iter()
+            .collect();
+        let written: Vec<&Prepared> = batch
+            .iter()
+            .filter(|p| inserted.contains(&p.dto.id))
+            .collect();
+        let files: Vec<&BinaryContentDto> = written
+            .iter()
+            .flat_map(|p| p.sub.files.iter().map(|f| &f.0))
+            .collect();
+        binary_contents::insert_many(&tx, &files).await?;
+        let links: Vec<(Uuid, Uuid, i32)> = written
+            .iter()
+            .flat_map(|p| {
+                p.sub
+                    .files
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (p.dto.id, f.0.id, i as i32))
+            })
+            .collect();
+        messages::insert_attachments(&tx, &links).await?;
+        let notices: Vec<NewMessageNotice> = written
+            .iter()
+            .map(|p| NewMessageNotice {
+                channel_id: p.dto.channel_id,
+                author_id: p.sub.author,
+                title: p.title.clone(),
+                content: p.dto.content.clone(),
+                at: p.dto.created_at,
+            })
+            .collect();
+        let notes = notifications::insert_for_new_messages(&tx, &notices).await?;
+        let mut events = Vec::with_capacity(written.len() * 2);
+        for (p, notes) in written.iter().zip(&notes) {
+            events.push(Event::MessageCreated {
+                message: Arc::new(p.dto.clone()),
+            });
+            events.extend(notes.iter().map(Services::notification_event));
+        }
+        // Messages skipped because their channel or author went away meanwhile.
+        let skipped: Vec<Uuid> = batch
+            .iter()
+            .filter(|p| !inserted.contains(&p.dto.id))
+            .map(|p| p.dto.channel_id)
+            .collect();
+        let existing: HashSet<Uuid> = if skipped.is_empty() {
+            HashSet::new()
+        } else {
+            channels::get_many(&*tx, &skipped)
+                .await?
+                .into_iter()
+                .map(|c| c.id)
+                .collect()
+        };
+        let outcome = batch
+            .iter()
+            .map(|p| {
+                if inserted.contains(&p.dto.id) {
+                    None
+                } else if existing.contains(&p.dto.channel_id) {
+                    Some(ApiError::user_not_found(p.sub.author))
+                } else {
+                    Some(ApiError::channel_not_found(p.dto.channel_id))
+                }
+            })
+            .collect();
+        match self.try_commit(tx, &events).await {
+            Ok(()) => Ok((outcome, events)),
+            Err(CommitError::Failed(e)) => Err(BatchError::Failed(not_stored(&e))),
+            Err(CommitError::Outbox(e)) => Err(BatchError::Failed(e.detail(
+                "reason",
+                "message not stored: its events could not be written",
+            ))),
+            Err(CommitError::Unknown(e)) => Err(BatchError::Unknown(e)),
+        }
+    }
+
+    /// After the commit: broadcast in commit order, start the uploads, answer the senders.
+    fn deliver(
+        self: &Arc<Self>,
+        batch: Vec<Prepared>,
+        written: Vec<Option<ApiError>>,
+        events: Vec<Event>,
+    ) {
+        self.after_commit(events);
+        for (p, refused) in batch.into_iter().zip(written) {
+            if let Some(e) = refused {
+                let _ = p.sub.reply.send(Err(e));
+                continue;
+            }
+            let Submission {
+                author,
+                files,
+                request_id,
+                reply,
+                ..
+            } = p.sub;
+            if !files.is_empty() {
+                self.store_uploads_later(files, UploadKind::Attachment, Some(author), request_id);
+            }
+            let _ = reply.send(Ok(p.dto));
+        }
+    }
+
+    /// The connection broke during `COMMIT`: asks the database (once it answers again)
+    /// whether the batch's first message exists, which tells whether the whole batch committed.
+    async fn resolve_unknown_commit(
+        self: &Arc<Self>,
+        batch: Vec<Prepared>,
+        cause: tokio_postgres::Error,
+    ) {
+        tracing::warn!("message batch COMMIT interrupted ({cause}); checking whether it committed");
+        let probe = batch[0].dto.id;
+        let deadline = tokio::time::Instant::now() + COMMIT_CHECK_PATIENCE;
+        let committed = loop {
+            if let Ok(c) = self.db.client().await {
+                if let Ok(found) = messages::get_row(&**c, probe).await {
+                    break Some(found.is_some());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        match committed {
+            Some(true) => {
+                // Rebuild what the commit carried; notifications are not re-read (their pushes
+                // are lost, the rows exist), the messages are broadcast.
+                let events = batch
+                    .iter()
+                    .map(|p| Event::MessageCreated {
+                        message: Arc::new(p.dto.clone()),
+                    })
+                    .collect();
+                let written = batch.iter().map(|_| None).collect();
+                self.deliver(batch, written, events);
+            }
+            Some(false) => fail_all(
+                batch.into_iter().map(|p| p.sub),
+                &ApiError::service_unavailable(
+                    "message not stored: the database connection broke during COMMIT; retry",
+                ),
+            ),
+            None => fail_all(
+                batch.into_iter().map(|p| p.sub),
+                &ApiError::service_unavailable(
+                    "the database connection broke during COMMIT and the database has not come back: the message may or may not be stored",
+                ),
+            ),
+        }
+    }
+}
+
+/// Turns a checked submission into the message it will be.
+fn prepare(
+    sub: Submission,
+    channel: &ChannelFacts,
+    author: &UserDto,
+    clock: &mut Clock,
+) -> Prepared {
+    let at = clock.next();
+    let dto = MessageDto {
+        id: Uuid::new_v4(),
+        created_at: at,
+        updated_at: at,
+        content: sub.content.clone(),
+        channel_id: sub.channel,
+        author: Some(author.clone()),
+        attachments: sub.files.iter().map(|f| f.0.clone()).collect(),
+    };
+    Prepared {
+        title: title(channel, author),
+        dto,
+        sub,
+    }
+}
+
+fn fail_all(subs: impl Iterator<Item = Submission>, e: &ApiError) {
+    for s in subs {
+        let _ = s.reply.send(Err(e.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_never_repeats_or_goes_back() {
+        let mut c = Clock::default();
+        let mut last = c.next();
+        for _ in 0..10_000 {
+            let t = c.next();
+            assert!(t > last);
+            last = t;
+        }
+    }
+}
