@@ -81,7 +81,10 @@ mod tests {
 
     #[test]
     fn changes_survive_the_outbox_json() {
-        for change in [Change::Channel(Uuid::new_v4()), Change::User(Uuid::new_v4())] {
+        for change in [
+            Change::Channel(Uuid::new_v4()),
+            Change::User(Uuid::new_v4()),
+        ] {
             let e = Event::Changed(change);
             let json = serde_json::to_string(&e).unwrap();
             assert!(json.contains("\"type\":\"changed\""), "{json}");
