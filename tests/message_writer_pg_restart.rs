@@ -71,14 +71,15 @@ impl OwnPostgres {
             pg.data.display()
         );
         use std::os::unix::process::CommandExt;
-        Cmd::new("bash")
+        // Deliberately not waited for: it outlives this process.
+        let watchdog = Cmd::new("bash")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
-            .spawn()
-            .expect("watchdog");
+            .spawn();
+        assert!(watchdog.is_ok(), "watchdog: {watchdog:?}");
         pg
     }
 
