@@ -31,7 +31,7 @@ use super::lookups::{ChannelFacts, Resolved};
 use super::uploads::UploadKind;
 use super::{CommitError, Services};
 use crate::config::Config;
-use crate::domain::{BinaryContentDto, ChannelType, Event, MessageDto, UserDto};
+use crate::domain::{BinaryContentDto, Change, ChannelType, Event, MessageDto, UserDto};
 use crate::error::{ApiError, ApiResult};
 use crate::store::messages::{self, NewMessage};
 use crate::store::notifications::{self, NewMessageNotice};
@@ -177,6 +177,10 @@ struct Prepared {
     title: String,
 }
 
+/// Per message of a batch: `None` when written, else why it was skipped; and the events of
+/// the written ones in commit order.
+type Written = (Vec<Option<ApiError>>, Vec<Event>);
+
 /// Why a batch was not written.
 enum BatchError {
     /// A channel or author vanished after the lookup (a concurrent delete): worth one retry,
@@ -184,8 +188,8 @@ enum BatchError {
     Vanished,
     /// Nothing was stored.
     Failed(ApiError),
-    /// The connection broke during `COMMIT`.
-    Unknown(tokio_postgres::Error),
+    /// The connection broke during `COMMIT`; what the batch would have written, if it did.
+    Unknown(tokio_postgres::Error, Written),
 }
 
 impl From<tokio_postgres::Error> for BatchError {
@@ -302,10 +306,8 @@ impl Services {
                 Err(BatchError::Vanished) if !retried => {
                     // Look the batch's channels and authors up again, from the database.
                     for p in &batch {
-                        self.lookups
-                            .apply(&crate::domain::Change::Channel(p.sub.channel));
-                        self.lookups
-                            .apply(&crate::domain::Change::User(p.sub.author));
+                        self.lookups.apply(&Change::Channel(p.sub.channel));
+                        self.lookups.apply(&Change::User(p.sub.author));
                     }
                     retried = true;
                     subs = batch.into_iter().map(|p| p.sub).collect();
@@ -319,8 +321,8 @@ impl Services {
                 Err(BatchError::Failed(e)) => {
                     return fail_all(batch.into_iter().map(|p| p.sub), &e)
                 }
-                Err(BatchError::Unknown(e)) => {
-                    return self.resolve_unknown_commit(batch, e).await;
+                Err(BatchError::Unknown(e, written)) => {
+                    return self.resolve_unknown_commit(batch, written, e).await;
                 }
             }
         }
@@ -332,7 +334,7 @@ impl Services {
         &self,
         client: &mut crate::store::db::Client,
         batch: &[Prepared],
-    ) -> Result<(Vec<Option<ApiError>>, Vec<Event>), BatchError> {
+    ) -> Result<Written, BatchError> {
         let tx = client.transaction().await?;
         let rows: Vec<NewMessage> = batch
             .iter()
@@ -420,7 +422,7 @@ impl Services {
                 "reason",
                 "message not stored: its events could not be written",
             ))),
-            Err(CommitError::Unknown(e)) => Err(BatchError::Unknown(e)),
+            Err(CommitError::Unknown(e)) => Err(BatchError::Unknown(e, (outcome, events))),
         }
     }
 
@@ -452,14 +454,24 @@ impl Services {
     }
 
     /// The connection broke during `COMMIT`: asks the database (once it answers again)
-    /// whether the batch's first message exists, which tells whether the whole batch committed.
+    /// whether the batch's first written message exists, which tells whether the whole batch
+    /// committed.
     async fn resolve_unknown_commit(
         self: &Arc<Self>,
         batch: Vec<Prepared>,
+        (outcome, events): Written,
         cause: tokio_postgres::Error,
     ) {
         tracing::warn!("message batch COMMIT interrupted ({cause}); checking whether it committed");
-        let probe = batch[0].dto.id;
+        let Some(probe) = batch
+            .iter()
+            .zip(&outcome)
+            .find(|(_, skipped)| skipped.is_none())
+            .map(|(p, _)| p.dto.id)
+        else {
+            // Nothing of the batch was written: each sender already has its answer.
+            return self.deliver(batch, outcome, Vec::new());
+        };
         let deadline = tokio::time::Instant::now() + COMMIT_CHECK_PATIENCE;
         let committed = loop {
             if let Ok(c) = self.db.client().await {
@@ -472,29 +484,18 @@ impl Services {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
+        let failed = |why: &str| ApiError::service_unavailable(why);
         match committed {
-            Some(true) => {
-                // Rebuild what the commit carried; notifications are not re-read (their pushes
-                // are lost, the rows exist), the messages are broadcast.
-                let events = batch
-                    .iter()
-                    .map(|p| Event::MessageCreated {
-                        message: Arc::new(p.dto.clone()),
-                    })
-                    .collect();
-                let written = batch.iter().map(|_| None).collect();
-                self.deliver(batch, written, events);
-            }
+            Some(true) => self.deliver(batch, outcome, events),
             Some(false) => fail_all(
                 batch.into_iter().map(|p| p.sub),
-                &ApiError::service_unavailable(
-                    "message not stored: the database connection broke during COMMIT; retry",
-                ),
+                &failed("message not stored: the database connection broke during COMMIT; retry"),
             ),
             None => fail_all(
                 batch.into_iter().map(|p| p.sub),
-                &ApiError::service_unavailable(
-                    "the database connection broke during COMMIT and the database has not come back: the message may or may not be stored",
+                &failed(
+                    "the database connection broke during COMMIT and the database has not come \
+                     back: the message may or may not be stored",
                 ),
             ),
         }

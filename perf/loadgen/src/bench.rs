@@ -164,6 +164,9 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
     let connect_parallel: usize = args.num("connect-parallel", 64)?;
     let drain_idle = Duration::from_secs_f64(args.num("drain-idle", 3.0)?);
     let settle = Duration::from_secs_f64(args.num("settle", 3.0)?);
+    // Optional: stop the rate ladder after the first rate that misses this p99 (or loses a
+    // message), since higher rates only grow the backlog.
+    let max_p99_ms: f64 = args.num("max-p99-ms", f64::INFINITY)?;
     let admin_user = args.text("admin-user", "admin");
     let admin_pass = args.text("admin-password", "admin1234!");
     let prefix = args.text(
@@ -404,6 +407,13 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
             out.loadavg
         );
         println!("RESULT {}", serde_json::to_string(&out)?);
+        if !meets(&out, max_p99_ms) {
+            eprintln!(
+                "[{label}] p99 {} ms > {max_p99_ms} ms, {} lost or {} publish errors at {}/s: higher rates skipped",
+                out.p99_ms, out.lost, out.publish_errors, out.rate
+            );
+            break;
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     for w in workers {
@@ -413,6 +423,64 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
 }
 
 use std::sync::atomic::Ordering::Relaxed;
+
+/// True when a run delivered everything it published, without publish errors, at p99 ≤ `max`.
+fn meets(o: &Outcome, max_p99_ms: f64) -> bool {
+    o.lost == 0 && o.publish_errors == 0 && o.p99_ms <= max_p99_ms
+}
+
+/// `loadgen best MAX_P99_MS FILE...`: per (kind, publishers, subscribers), the highest rate
+/// that met the p99 limit with nothing lost, as a Markdown table.
+pub fn best(args: &[String]) -> Res<()> {
+    let (limit, files) = args
+        .split_first()
+        .ok_or("usage: loadgen best MAX_P99_MS FILE...")?;
+    let limit: f64 = limit.parse()?;
+    let mut rows: Vec<(String, usize, u64, Option<Outcome>, f64)> = Vec::new();
+    for f in files {
+        for line in std::fs::read_to_string(f)?.lines() {
+            let Some(json) = line.strip_prefix("RESULT ") else {
+                continue;
+            };
+            let o: Outcome = serde_json::from_str(json)?;
+            let key = (o.kind.clone(), o.publishers, o.conns);
+            let at = match rows.iter().position(|r| (r.0.clone(), r.1, r.2) == key) {
+                Some(i) => i,
+                None => {
+                    rows.push((key.0, key.1, key.2, None, 0.0));
+                    rows.len() - 1
+                }
+            };
+            let row = &mut rows[at];
+            if !meets(&o, limit) {
+                row.4 = row.4.max(o.rate);
+                continue;
+            }
+            if row.3.as_ref().is_none_or(|b| o.rate > b.rate) {
+                row.3 = Some(o);
+            }
+        }
+    }
+    println!(
+        "| kind | publishing sessions | subscribers | best rate/s (p99 ≤ {limit} ms, nothing lost) | achieved/s | p50 ms | p99 ms | next rate tried (missed) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (kind, publishers, conns, best, missed) in rows {
+        let missed = if missed > 0.0 {
+            format!("{missed}")
+        } else {
+            "-".into()
+        };
+        match best {
+            Some(o) => println!(
+                "| {kind} | {publishers} | {conns} | {} | {:.0} | {} | {} | {missed} |",
+                o.rate, o.achieved_rate, o.p50_ms, o.p99_ms
+            ),
+            None => println!("| {kind} | {publishers} | {conns} | none | - | - | - | {missed} |"),
+        }
+    }
+    Ok(())
+}
 
 /// `loadgen table FILE...`: the RESULT lines of earlier runs as a Markdown table.
 pub fn table(files: &[String]) -> Res<()> {
