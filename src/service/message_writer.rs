@@ -33,9 +33,8 @@ use super::{CommitError, Services};
 use crate::config::Config;
 use crate::domain::{BinaryContentDto, Change, ChannelType, Event, MessageDto, UserDto};
 use crate::error::{ApiError, ApiResult};
-use crate::store::messages::{self, NewMessage};
-use crate::store::notifications::{self, NewMessageNotice};
-use crate::store::{binary_contents, channels, db::is_foreign_key_violation};
+use crate::store::message_batch::{self, NewMessage};
+use crate::store::{channels, db::is_foreign_key_violation};
 
 /// How long the writer keeps trying to learn whether a batch whose `COMMIT` was cut off
 /// committed (the database is restarting, typically), before telling its senders the outcome
@@ -177,10 +176,6 @@ struct Prepared {
     title: String,
 }
 
-/// Per message of a batch: `None` when written, else why it was skipped; and the events of
-/// the written ones in commit order.
-type Written = (Vec<Option<ApiError>>, Vec<Event>);
-
 /// Why a batch was not written.
 enum BatchError {
     /// A channel or author vanished after the lookup (a concurrent delete): worth one retry,
@@ -188,8 +183,8 @@ enum BatchError {
     Vanished,
     /// Nothing was stored.
     Failed(ApiError),
-    /// The connection broke during `COMMIT`; what the batch would have written, if it did.
-    Unknown(tokio_postgres::Error, Written),
+    /// The answer to the statement that commits was lost: the batch may or may not be stored.
+    Unknown(tokio_postgres::Error),
 }
 
 impl From<tokio_postgres::Error> for BatchError {
@@ -268,6 +263,7 @@ impl Services {
         let mut subs = batch;
         let mut retried = false;
         loop {
+            let started = std::time::Instant::now();
             let mut client = match self.db.client().await {
                 Ok(c) => c,
                 Err(e) => {
@@ -299,10 +295,20 @@ impl Services {
             if batch.is_empty() {
                 return;
             }
+            let looked_up = started.elapsed();
             let outcome = self.insert_batch(&mut client, &batch).await;
-            drop(client);
+            tracing::debug!(
+                "message batch of {}: lookups {} µs, written in {} µs",
+                batch.len(),
+                looked_up.as_micros(),
+                (started.elapsed() - looked_up).as_micros()
+            );
             match outcome {
-                Ok((written, events)) => return self.deliver(batch, written, events),
+                Ok((written, events)) => {
+                    let skipped = self.why_skipped(&client, &batch, &written).await;
+                    drop(client);
+                    return self.deliver(batch, skipped, events);
+                }
                 Err(BatchError::Vanished) if !retried => {
                     // Look the batch's channels and authors up again, from the database.
                     for p in &batch {
@@ -321,120 +327,103 @@ impl Services {
                 Err(BatchError::Failed(e)) => {
                     return fail_all(batch.into_iter().map(|p| p.sub), &e)
                 }
-                Err(BatchError::Unknown(e, written)) => {
-                    return self.resolve_unknown_commit(batch, written, e).await;
+                Err(BatchError::Unknown(e)) => {
+                    drop(client);
+                    return self.resolve_unknown_commit(batch, e).await;
                 }
             }
         }
     }
 
-    /// One transaction for the whole batch. Returns which messages were written (a channel or
-    /// author deleted since the lookup skips its messages) and their events in commit order.
+    /// Writes the batch: in single-instance mode one statement that commits by itself (one
+    /// round trip, one WAL flush); in multi-instance mode that statement and the events' outbox
+    /// rows in one transaction. Returns the ids written and their events in commit order.
     async fn insert_batch(
         &self,
         client: &mut crate::store::db::Client,
         batch: &[Prepared],
-    ) -> Result<Written, BatchError> {
-        let tx = client.transaction().await?;
+    ) -> Result<(HashSet<Uuid>, Vec<Event>), BatchError> {
         let rows: Vec<NewMessage> = batch
             .iter()
             .map(|p| NewMessage {
                 id: p.dto.id,
                 channel_id: p.dto.channel_id,
                 author_id: p.sub.author,
-                content: p.dto.content.clone(),
+                content: &p.dto.content,
                 at: p.dto.created_at,
+                title: &p.title,
+                files: p.sub.files.iter().map(|f| &f.0).collect(),
             })
             .collect();
-        let inserted: HashSet<Uuid> = messages::insert_many(&tx, &rows)
-            .await?
-            .into_iter()
-            .collect();
-        let written: Vec<&Prepared> = batch
-            .iter()
-            .filter(|p| inserted.contains(&p.dto.id))
-            .collect();
-        let files: Vec<&BinaryContentDto> = written
-            .iter()
-            .flat_map(|p| p.sub.files.iter().map(|f| &f.0))
-            .collect();
-        binary_contents::insert_many(&tx, &files).await?;
-        let links: Vec<(Uuid, Uuid, i32)> = written
-            .iter()
-            .flat_map(|p| {
-                p.sub
-                    .files
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| (p.dto.id, f.0.id, i as i32))
-            })
-            .collect();
-        messages::insert_attachments(&tx, &links).await?;
-        let notices: Vec<NewMessageNotice> = written
-            .iter()
-            .map(|p| NewMessageNotice {
-                channel_id: p.dto.channel_id,
-                author_id: p.sub.author,
-                title: p.title.clone(),
-                content: p.dto.content.clone(),
-                at: p.dto.created_at,
-            })
-            .collect();
-        let notes = notifications::insert_for_new_messages(&tx, &notices).await?;
-        let mut events = Vec::with_capacity(written.len() * 2);
-        for (p, notes) in written.iter().zip(&notes) {
-            events.push(Event::MessageCreated {
-                message: Arc::new(p.dto.clone()),
-            });
-            events.extend(notes.iter().map(Services::notification_event));
-        }
-        // Messages skipped because their channel or author went away meanwhile.
-        let skipped: Vec<Uuid> = batch
-            .iter()
-            .filter(|p| !inserted.contains(&p.dto.id))
-            .map(|p| p.dto.channel_id)
-            .collect();
-        let existing: HashSet<Uuid> = if skipped.is_empty() {
-            HashSet::new()
-        } else {
-            channels::get_many(&*tx, &skipped)
-                .await?
-                .into_iter()
-                .map(|c| c.id)
-                .collect()
-        };
-        let outcome = batch
-            .iter()
-            .map(|p| {
-                if inserted.contains(&p.dto.id) {
-                    None
-                } else if existing.contains(&p.dto.channel_id) {
-                    Some(ApiError::user_not_found(p.sub.author))
-                } else {
-                    Some(ApiError::channel_not_found(p.dto.channel_id))
+        if !self.bus.is_distributed() {
+            let written = message_batch::insert(&*client, &rows).await.map_err(|e| {
+                match e.as_db_error() {
+                    // No answer: the statement may have committed.
+                    None => BatchError::Unknown(e),
+                    Some(_) => BatchError::from(e),
                 }
-            })
-            .collect();
+            })?;
+            let events = events_of(batch, &written);
+            return Ok((written.messages, events));
+        }
+        let tx = client.transaction().await?;
+        let written = message_batch::insert(&tx, &rows).await?;
+        let events = events_of(batch, &written);
         match self.try_commit(tx, &events).await {
-            Ok(()) => Ok((outcome, events)),
+            Ok(()) => Ok((written.messages, events)),
             Err(CommitError::Failed(e)) => Err(BatchError::Failed(not_stored(&e))),
             Err(CommitError::Outbox(e)) => Err(BatchError::Failed(e.detail(
                 "reason",
                 "message not stored: its events could not be written",
             ))),
-            Err(CommitError::Unknown(e)) => Err(BatchError::Unknown(e, (outcome, events))),
+            Err(CommitError::Unknown(e)) => Err(BatchError::Unknown(e)),
         }
+    }
+
+    /// Per message of the batch: `None` when written, else why it was not (its channel or its
+    /// author was deleted after the lookup; a rare race, so one more query is fine).
+    async fn why_skipped(
+        &self,
+        client: &crate::store::db::Client,
+        batch: &[Prepared],
+        written: &HashSet<Uuid>,
+    ) -> Vec<Option<ApiError>> {
+        let missing: Vec<Uuid> = batch
+            .iter()
+            .filter(|p| !written.contains(&p.dto.id))
+            .map(|p| p.dto.channel_id)
+            .collect();
+        let channels_left: HashSet<Uuid> = if missing.is_empty() {
+            HashSet::new()
+        } else {
+            channels::get_many(&***client, &missing)
+                .await
+                .map(|rows| rows.into_iter().map(|c| c.id).collect())
+                .unwrap_or_default()
+        };
+        batch
+            .iter()
+            .map(|p| {
+                if written.contains(&p.dto.id) {
+                    None
+                } else if channels_left.contains(&p.dto.channel_id) {
+                    Some(ApiError::user_not_found(p.sub.author))
+                } else {
+                    Some(ApiError::channel_not_found(p.dto.channel_id))
+                }
+            })
+            .collect()
     }
 
     /// After the commit: broadcast in commit order, start the uploads, answer the senders.
     fn deliver(
         self: &Arc<Self>,
         batch: Vec<Prepared>,
-        written: Vec<Option<ApiError>>,
+        skipped: Vec<Option<ApiError>>,
         events: Vec<Event>,
     ) {
         self.after_commit(events);
-        for (p, refused) in batch.into_iter().zip(written) {
+        for (p, refused) in batch.into_iter().zip(skipped) {
             if let Some(e) = refused {
                 let _ = p.sub.reply.send(Err(e));
                 continue;
@@ -453,30 +442,21 @@ impl Services {
         }
     }
 
-    /// The connection broke during `COMMIT`: asks the database (once it answers again)
-    /// whether the batch's first written message exists, which tells whether the whole batch
-    /// committed.
+    /// The answer to the committing statement was lost (the connection broke): asks the
+    /// database, once it answers again, which of the batch's messages exist. Either all that
+    /// could be written are, or none.
     async fn resolve_unknown_commit(
         self: &Arc<Self>,
         batch: Vec<Prepared>,
-        (outcome, events): Written,
         cause: tokio_postgres::Error,
     ) {
-        tracing::warn!("message batch COMMIT interrupted ({cause}); checking whether it committed");
-        let Some(probe) = batch
-            .iter()
-            .zip(&outcome)
-            .find(|(_, skipped)| skipped.is_none())
-            .map(|(p, _)| p.dto.id)
-        else {
-            // Nothing of the batch was written: each sender already has its answer.
-            return self.deliver(batch, outcome, Vec::new());
-        };
+        tracing::warn!("message batch commit interrupted ({cause}); checking whether it committed");
+        let ids: Vec<Uuid> = batch.iter().map(|p| p.dto.id).collect();
         let deadline = tokio::time::Instant::now() + COMMIT_CHECK_PATIENCE;
-        let committed = loop {
+        let stored = loop {
             if let Ok(c) = self.db.client().await {
-                if let Ok(found) = messages::get_row(&**c, probe).await {
-                    break Some(found.is_some());
+                if let Ok(found) = message_batch::existing(&**c, &ids).await {
+                    break Some(found);
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -485,21 +465,59 @@ impl Services {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         let failed = |why: &str| ApiError::service_unavailable(why);
-        match committed {
-            Some(true) => self.deliver(batch, outcome, events),
-            Some(false) => fail_all(
+        match stored {
+            Some(found) if !found.is_empty() => {
+                // Committed. The notification pushes of a single-instance batch are lost (their
+                // rows exist); the messages are broadcast.
+                let events = batch
+                    .iter()
+                    .filter(|p| found.contains(&p.dto.id))
+                    .map(|p| Event::MessageCreated {
+                        message: Arc::new(p.dto.clone()),
+                    })
+                    .collect();
+                let skipped = match self.db.client().await {
+                    Ok(c) => self.why_skipped(&c, &batch, &found).await,
+                    Err(_) => batch
+                        .iter()
+                        .map(|p| {
+                            (!found.contains(&p.dto.id))
+                                .then(|| ApiError::channel_not_found(p.dto.channel_id))
+                        })
+                        .collect(),
+                };
+                self.deliver(batch, skipped, events);
+            }
+            Some(_) => fail_all(
                 batch.into_iter().map(|p| p.sub),
-                &failed("message not stored: the database connection broke during COMMIT; retry"),
+                &failed(
+                    "message not stored: the database connection broke while it was written; retry",
+                ),
             ),
             None => fail_all(
                 batch.into_iter().map(|p| p.sub),
                 &failed(
-                    "the database connection broke during COMMIT and the database has not come \
-                     back: the message may or may not be stored",
+                    "the database connection broke while the message was written and the \
+                     database has not come back: it may or may not be stored",
                 ),
             ),
         }
     }
+}
+
+/// Each written message's `MessageCreated` followed by its notifications' pushes.
+fn events_of(batch: &[Prepared], written: &message_batch::Written) -> Vec<Event> {
+    let mut events = Vec::with_capacity(batch.len() * 2);
+    for (p, notes) in batch.iter().zip(&written.notifications) {
+        if !written.messages.contains(&p.dto.id) {
+            continue;
+        }
+        events.push(Event::MessageCreated {
+            message: Arc::new(p.dto.clone()),
+        });
+        events.extend(notes.iter().map(Services::notification_event));
+    }
+    events
 }
 
 /// Turns a checked submission into the message it will be.

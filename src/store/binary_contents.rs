@@ -38,32 +38,6 @@ pub async fn insert(c: &impl GenericClient, b: &BinaryContentDto) -> ApiResult<(
     Ok(())
 }
 
-/// Inserts the metadata rows of `files` in one statement.
-pub async fn insert_many(
-    c: &impl deadpool_postgres::GenericClient,
-    files: &[&BinaryContentDto],
-) -> Result<(), tokio_postgres::Error> {
-    if files.is_empty() {
-        return Ok(());
-    }
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO binary_contents (id, created_at, file_name, size, content_type, upload_status)
-             SELECT id, now(), file_name, size, content_type, upload_status
-             FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[])
-                  AS f(id, file_name, size, content_type, upload_status)",
-        )
-        .await?;
-    let ids: Vec<Uuid> = files.iter().map(|f| f.id).collect();
-    let names: Vec<&str> = files.iter().map(|f| f.file_name.as_str()).collect();
-    let sizes: Vec<i64> = files.iter().map(|f| f.size).collect();
-    let types: Vec<&str> = files.iter().map(|f| f.content_type.as_str()).collect();
-    let statuses: Vec<&str> = files.iter().map(|f| f.upload_status.as_str()).collect();
-    c.execute(&stmt, &[&ids, &names, &sizes, &types, &statuses])
-        .await?;
-    Ok(())
-}
-
 pub async fn get(c: &impl GenericClient, id: Uuid) -> ApiResult<Option<BinaryContentDto>> {
     let sql = format!("SELECT {COLS} FROM binary_contents b WHERE b.id = $1");
     Ok(c.query_opt(&sql, &[&id])

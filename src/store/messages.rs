@@ -17,68 +17,6 @@ pub struct MessageRow {
     pub author_id: Option<Uuid>,
 }
 
-/// A message row to insert (the write path's batch).
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub id: Uuid,
-    pub channel_id: Uuid,
-    pub author_id: Uuid,
-    pub content: String,
-    pub at: DateTime<Utc>,
-}
-
-/// Inserts `rows` in one statement, skipping any whose channel or author no longer exists
-/// (deleted since the write path looked them up); returns the ids inserted.
-pub async fn insert_many(
-    c: &impl deadpool_postgres::GenericClient,
-    rows: &[NewMessage],
-) -> Result<Vec<Uuid>, tokio_postgres::Error> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO messages (id, created_at, updated_at, content, channel_id, author_id)
-             SELECT m.id, m.at, m.at, m.content, m.channel_id, m.author_id
-             FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::uuid[], $5::uuid[])
-                  AS m(id, at, content, channel_id, author_id)
-             WHERE EXISTS (SELECT 1 FROM channels c WHERE c.id = m.channel_id)
-               AND EXISTS (SELECT 1 FROM users u WHERE u.id = m.author_id)
-             RETURNING id",
-        )
-        .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.at).collect();
-    let contents: Vec<&str> = rows.iter().map(|r| r.content.as_str()).collect();
-    let channels: Vec<Uuid> = rows.iter().map(|r| r.channel_id).collect();
-    let authors: Vec<Uuid> = rows.iter().map(|r| r.author_id).collect();
-    Ok(
-        c.query(&stmt, &[&ids, &ats, &contents, &channels, &authors])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect(),
-    )
-}
-
-/// Links attachments to messages in one statement: `(message, attachment, order index)`.
-pub async fn insert_attachments(
-    c: &impl deadpool_postgres::GenericClient,
-    links: &[(Uuid, Uuid, i32)],
-) -> Result<(), tokio_postgres::Error> {
-    if links.is_empty() {
-        return Ok(());
-    }
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO message_attachments (message_id, attachment_id, order_index)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int4[])",
-        )
-        .await?;
-    let messages: Vec<Uuid> = links.iter().map(|l| l.0).collect();
-    let attachments: Vec<Uuid> = links.iter().map(|l| l.1).collect();
-    let order: Vec<i32> = links.iter().map(|l| l.2).collect();
-    c.execute(&stmt, &[&messages, &attachments, &order]).await?;
-    Ok(())
-}
-
 pub async fn get_row(c: &impl GenericClient, id: Uuid) -> ApiResult<Option<MessageRow>> {
     Ok(c.query_opt(
         "SELECT id, channel_id, author_id FROM messages WHERE id = $1",

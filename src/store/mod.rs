@@ -5,6 +5,7 @@ pub mod binary_contents;
 pub mod channels;
 pub mod db;
 pub mod files;
+pub mod message_batch;
 pub mod messages;
 pub mod notifications;
 pub mod read_statuses;
