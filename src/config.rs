@@ -33,6 +33,7 @@ Configuration comes from environment variables (defaults in brackets):
   DISCODEIT_SOCKET_SEND_BUFFER                 SO_SNDBUF per connection, bytes [unset: kernel]
   DISCODEIT_MESSAGE_BATCH_MAX                  messages committed together at most [256]
   DISCODEIT_MESSAGE_BATCH_WINDOW_US            wait for more messages after the first, µs [0]
+  DISCODEIT_MESSAGE_BATCHES_IN_FLIGHT          batches written at once, in order (1 with Kafka) [2]
   DISCODEIT_MESSAGE_QUEUE                      messages waiting for the writer at most [2048]
   DISCODEIT_MESSAGE_ADMISSION_TIMEOUT_MS       REST wait for room in that queue before 503 [2000]
   DISCODEIT_LOOKUP_CACHE_ENTRIES               channels and users cached for the write path, each [50000]
@@ -70,6 +71,7 @@ pub struct Config {
     pub socket_send_buffer: Option<usize>,
     pub message_batch_max: usize,
     pub message_batch_window: Duration,
+    pub message_batches_in_flight: usize,
     pub message_queue: usize,
     pub message_admission_timeout: Duration,
     pub lookup_cache_entries: usize,
@@ -202,6 +204,8 @@ impl Config {
                 0,
                 1_000_000,
             )?),
+            message_batches_in_flight: ranged("DISCODEIT_MESSAGE_BATCHES_IN_FLIGHT", 2, 1, 8)?
+                as usize,
             message_queue: ranged("DISCODEIT_MESSAGE_QUEUE", 2048, 1, 1_000_000)? as usize,
             message_admission_timeout: Duration::from_millis(ranged(
                 "DISCODEIT_MESSAGE_ADMISSION_TIMEOUT_MS",

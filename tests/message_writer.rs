@@ -2,9 +2,10 @@
 //! `POST /api/messages`, over real connections and a real PostgreSQL database.
 //!
 //! Batches are made deterministic where a test needs them: the test holds a `SHARE` lock on
-//! `messages` from its own database connection, so the writer's current batch waits on its
-//! insert (seen in `pg_stat_activity`) while further messages queue up (seen in
-//! `/actuator/health`); releasing the lock lets the queued messages go as one batch.
+//! `messages` from its own database connection, so the writer's batches in flight (two by
+//! default, `DISCODEIT_MESSAGE_BATCHES_IN_FLIGHT`) wait on their insert (seen in
+//! `pg_stat_activity`) while further messages queue up (seen in `/actuator/health`); releasing
+//! the lock lets the queued messages go as one batch.
 
 mod common;
 #[path = "common/stomp.rs"]
@@ -17,6 +18,9 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use stomp::{Kind, StompClient, WAIT};
+
+/// The writer's default number of batches in flight.
+const IN_FLIGHT: usize = 2;
 
 fn id_of(v: &Value) -> String {
     v["id"].as_str().expect("id").to_string()
@@ -102,10 +106,10 @@ impl WriterGate {
         WriterGate { db }
     }
 
-    /// Waits until a backend of this database waits for the lock (the writer's insert).
-    async fn wait_blocked(&self) {
+    /// Waits until `n` backends of this database wait for the lock (the writer's inserts).
+    async fn wait_blocked(&self, n: i64) {
         eventually(20, || async {
-            let n: i64 = self
+            let waiting: i64 = self
                 .db
                 .query_one(
                     "SELECT count(*) FROM pg_stat_activity
@@ -115,9 +119,29 @@ impl WriterGate {
                 .await
                 .unwrap()
                 .get(0);
-            (n > 0).then_some(())
+            (waiting >= n).then_some(())
         })
         .await;
+    }
+
+    /// Fills the writer's batches in flight with one message each (`{prefix}-1`, `-2`, …), all
+    /// waiting for the lock; returns the requests' tasks.
+    async fn occupy(
+        &self,
+        api: &Api,
+        channel: &str,
+        prefix: &str,
+    ) -> Vec<tokio::task::JoinHandle<reqwest::Response>> {
+        let mut tasks = Vec::new();
+        for i in 1..=IN_FLIGHT {
+            let (api, channel) = (api.clone(), channel.to_string());
+            let content = format!("{prefix}-{i}");
+            tasks.push(tokio::spawn(async move {
+                api.post_message(&channel, &content, vec![]).await
+            }));
+            self.wait_blocked(i as i64).await;
+        }
+        tasks
     }
 
     async fn release(self) {
@@ -304,12 +328,7 @@ async fn invalid_messages_fail_alone_inside_a_busy_batch() {
 
     // The writer is busy with one message while the others queue up.
     let gate = WriterGate::close(&server).await;
-    let first = {
-        let api = senders[5].clone();
-        let general = general.clone();
-        tokio::spawn(async move { api.post_message(&general, "first", vec![]).await })
-    };
-    gate.wait_blocked().await;
+    let first = gate.occupy(&senders[5], &general, "first").await;
 
     // Refused before the queue, even while the writer is busy.
     expect_error(
@@ -357,7 +376,9 @@ async fn invalid_messages_fail_alone_inside_a_busy_batch() {
     wait_queued(outsider, 6).await;
     gate.release().await;
 
-    assert_eq!(first.await.unwrap().status(), 201);
+    for t in first {
+        assert_eq!(t.await.unwrap().status(), 201);
+    }
     let mut answers = HashMap::new();
     for t in rest {
         let (content, r) = t.await.unwrap();
@@ -388,14 +409,16 @@ async fn invalid_messages_fail_alone_inside_a_busy_batch() {
     assert_eq!(
         stored,
         [
-            "first",
+            "first-1",
+            "first-2",
             "valid-private",
             "valid-rest-1",
             "valid-rest-2",
             "valid-stomp"
         ]
     );
-    // The four valid queued messages went in one transaction, the refused ones with them.
+    // The four valid queued messages went in one transaction, the refused ones with them (the
+    // two messages already in flight went in transactions of their own).
     let batch: HashSet<i64> = [
         "valid-private",
         "valid-rest-1",
@@ -406,7 +429,8 @@ async fn invalid_messages_fail_alone_inside_a_busy_batch() {
     .map(|c| xmin[*c])
     .collect();
     assert_eq!(batch.len(), 1, "one batch: {xmin:?}");
-    assert_ne!(xmin["first"], *batch.iter().next().unwrap());
+    let queued = *batch.iter().next().unwrap();
+    assert!(xmin["first-1"] != queued && xmin["first-2"] != queued);
 }
 
 /// A database error in a batch fails every message of it with a clear 500, and nothing of the
@@ -433,12 +457,7 @@ async fn a_database_error_fails_the_whole_batch_and_writes_nothing() {
         .unwrap();
 
     let gate = WriterGate::close(&server).await;
-    let first = {
-        let api = senders[0].clone();
-        let general = general.clone();
-        tokio::spawn(async move { api.post_message(&general, "first", vec![]).await })
-    };
-    gate.wait_blocked().await;
+    let first = gate.occupy(&senders[0], &general, "first").await;
     let mut doomed = Vec::new();
     for (i, content) in ["innocent", "poison", "with-file"].into_iter().enumerate() {
         let api = senders[i + 1].clone();
@@ -455,7 +474,9 @@ async fn a_database_error_fails_the_whole_batch_and_writes_nothing() {
     wait_queued(&observer, 3).await;
     gate.release().await;
 
-    assert_eq!(first.await.unwrap().status(), 201);
+    for t in first {
+        assert_eq!(t.await.unwrap().status(), 201);
+    }
     for t in doomed {
         let e = expect_error(t.await.unwrap(), 500, "INTERNAL_SERVER_ERROR").await;
         assert!(
@@ -466,10 +487,11 @@ async fn a_database_error_fails_the_whole_batch_and_writes_nothing() {
             "{e}"
         );
     }
-    let contents: Vec<String> = xmin_by_content(&server).await.into_keys().collect();
-    assert_eq!(contents, ["first"]);
+    let mut contents: Vec<String> = xmin_by_content(&server).await.into_keys().collect();
+    contents.sort();
+    assert_eq!(contents, ["first-1", "first-2"]);
     for (table, expected) in [
-        ("notifications", 1),
+        ("notifications", 2),
         ("binary_contents", 0),
         ("message_attachments", 0),
     ] {
@@ -505,13 +527,7 @@ async fn a_full_queue_answers_rest_with_503_and_holds_stomp() {
     let senders = users(&server, "full", 4).await;
 
     let gate = WriterGate::close(&server).await;
-    let mut accepted = Vec::new();
-    let api = senders[0].clone();
-    let g = general.clone();
-    accepted.push(tokio::spawn(async move {
-        api.post_message(&g, "in-batch", vec![]).await
-    }));
-    gate.wait_blocked().await;
+    let mut accepted = gate.occupy(&senders[0], &general, "in-batch").await;
     for (i, content) in ["queued-1", "queued-2"].into_iter().enumerate() {
         let api = senders[i + 1].clone();
         let g = general.clone();
@@ -561,7 +577,16 @@ async fn a_full_queue_answers_rest_with_503_and_holds_stomp() {
     assert_eq!(f.command, Command::Receipt, "{f:?}");
     let mut stored: Vec<String> = xmin_by_content(&server).await.into_keys().collect();
     stored.sort();
-    assert_eq!(stored, ["in-batch", "queued-1", "queued-2", "stomp-waits"]);
+    assert_eq!(
+        stored,
+        [
+            "in-batch-1",
+            "in-batch-2",
+            "queued-1",
+            "queued-2",
+            "stomp-waits"
+        ]
+    );
 }
 
 /// The write path's caches never serve a stale fact: a renamed channel, a new role or name of

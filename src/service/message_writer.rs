@@ -3,21 +3,27 @@
 //!
 //! A batch is what is queued when the writer comes round (at most
 //! `DISCODEIT_MESSAGE_BATCH_MAX`, optionally waiting `DISCODEIT_MESSAGE_BATCH_WINDOW_US` after
-//! the first message for more). For a batch the writer
-//! 1. looks up channels and authors in [`super::lookups`] (the database only for misses, in
-//!    one query per kind) and refuses, one by one, the messages that may not be written;
-//! 2. inserts the rest with one multi-row statement per table (messages, attachment rows and
-//!    links, notifications) in one transaction, with the outbox rows in multi-instance mode;
-//! 3. commits once, then broadcasts every message in commit order, starts the attachment
-//!    uploads and answers each sender.
+//! the first message for more). For each batch, in queue order, the writer
+//! 1. looks up channels and authors in [`super::lookups`] (the database only for misses, one
+//!    query per kind), refuses the messages that break a rule, one by one, and gives the rest
+//!    strictly increasing creation times;
+//! 2. writes them with one statement ([`crate::store::message_batch`]: one multi-row `INSERT`
+//!    per table) that commits by itself — in multi-instance mode in one transaction with the
+//!    events' outbox rows;
+//! 3. once the batch is done and every earlier batch finished: broadcasts its messages in
+//!    commit order, starts the attachment uploads and answers each sender.
 //!
-//! A message that fails a rule fails alone; a database failure fails the whole batch, and each
-//! of its senders learns that its message was not stored (when the connection broke during
-//! `COMMIT` the writer first finds out whether it committed). One writer and a FIFO queue keep
-//! every sender's messages in submission order.
+//! Up to `DISCODEIT_MESSAGE_BATCHES_IN_FLIGHT` batches are written at once (step 2 of one
+//! overlaps steps 1–2 of the next; the WAL flushes overlap too), but they finish in queue order,
+//! so broadcasts and answers keep submission order. A message that breaks a rule fails alone; a
+//! database failure fails its whole batch, and each sender learns that its message was not
+//! stored (when the connection broke before the answer, the writer first finds out whether the
+//! batch committed).
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -60,14 +66,16 @@ pub(crate) struct MessageWriter {
 }
 
 impl MessageWriter {
-    /// Spawns the writer task; it ends when the services are dropped.
-    pub fn start(services: Weak<Services>, config: &Config) -> Self {
+    /// Spawns the writer task; it ends when the services are dropped. `depth`: batches in
+    /// flight at once.
+    pub fn start(services: Weak<Services>, config: &Config, depth: usize) -> Self {
         let (tx, rx) = mpsc::channel(config.message_queue);
         tokio::spawn(run(
             services,
             rx,
             config.message_batch_max,
             config.message_batch_window,
+            depth,
         ));
         MessageWriter {
             tx,
@@ -137,34 +145,49 @@ impl Clock {
     }
 }
 
-/// The writer task.
+/// The writer task: takes batches in queue order, keeps up to `depth` of them in flight (one
+/// writes while the next is prepared and sent) and finishes them strictly in order.
 async fn run(
     services: Weak<Services>,
     mut rx: mpsc::Receiver<Submission>,
     max: usize,
     window: Duration,
+    depth: usize,
 ) {
     let mut clock = Clock::default();
+    let mut in_flight: FuturesOrdered<BoxFuture<'static, Finished>> = FuturesOrdered::new();
+    let mut buf: Vec<Submission> = Vec::with_capacity(max);
+    let mut open = true;
     loop {
-        let mut batch = Vec::with_capacity(max);
-        if rx.recv_many(&mut batch, max).await == 0 {
-            return;
-        }
-        if !window.is_zero() {
-            let deadline = tokio::time::Instant::now() + window;
-            while batch.len() < max {
-                let room = max - batch.len();
-                let more = rx.recv_many(&mut batch, room);
-                match tokio::time::timeout_at(deadline, more).await {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
-                }
+        let room = open && in_flight.len() < depth;
+        tokio::select! {
+            biased;
+            Some(done) = in_flight.next() => {
+                let Some(services) = services.upgrade() else { return };
+                done.finish(&services);
             }
+            // `recv_many` is cancel-safe: what it took stays in `buf`.
+            n = rx.recv_many(&mut buf, max), if room => {
+                if n == 0 {
+                    open = false;
+                    continue;
+                }
+                if !window.is_zero() {
+                    let deadline = tokio::time::Instant::now() + window;
+                    while buf.len() < max {
+                        let room = max - buf.len();
+                        match tokio::time::timeout_at(deadline, rx.recv_many(&mut buf, room)).await {
+                            Ok(n) if n > 0 => {}
+                            _ => break,
+                        }
+                    }
+                }
+                let Some(services) = services.upgrade() else { return };
+                let batch = std::mem::replace(&mut buf, Vec::with_capacity(max));
+                in_flight.push_back(services.start_batch(batch, &mut clock).await);
+            }
+            else => return,
         }
-        let Some(services) = services.upgrade() else {
-            return;
-        };
-        services.write_batch(batch, &mut clock).await;
     }
 }
 
@@ -178,8 +201,8 @@ struct Prepared {
 
 /// Why a batch was not written.
 enum BatchError {
-    /// A channel or author vanished after the lookup (a concurrent delete): worth one retry,
-    /// which looks them up again.
+    /// A channel or author was deleted while the statement ran: worth one more try, which
+    /// skips its messages.
     Vanished,
     /// Nothing was stored.
     Failed(ApiError),
@@ -257,80 +280,120 @@ fn check(sub: &Submission, found: &Resolved) -> ApiResult<(Arc<ChannelFacts>, Ar
     Ok((channel.clone(), author.clone()))
 }
 
+/// A batch whose outcome is known, waiting for its turn (batches finish in queue order, so
+/// broadcasts and answers follow the order messages were submitted in).
+struct Finished {
+    /// Answers for messages refused before the write.
+    refused: Vec<(Submission, ApiError)>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Nothing,
+    /// Committed: per message `None` when written, else why not; the events in commit order.
+    Written(Vec<Prepared>, Vec<Option<ApiError>>, Vec<Event>),
+    /// Not stored: every message gets this error.
+    Failed(Vec<Prepared>, ApiError),
+}
+
+impl Finished {
+    fn finish(self, services: &Arc<Services>) {
+        for (sub, e) in self.refused {
+            let _ = sub.reply.send(Err(e));
+        }
+        match self.outcome {
+            Outcome::Nothing => {}
+            Outcome::Written(batch, skipped, events) => services.deliver(batch, skipped, events),
+            Outcome::Failed(batch, e) => fail_all(batch.into_iter().map(|p| p.sub), &e),
+        }
+    }
+}
+
 impl Services {
-    /// Writes one batch and answers every sender in it.
-    async fn write_batch(self: &Arc<Self>, batch: Vec<Submission>, clock: &mut Clock) {
-        let mut subs = batch;
-        let mut retried = false;
-        loop {
-            let started = std::time::Instant::now();
-            let mut client = match self.db.client().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("message batch not stored: {e}");
-                    return fail_all(subs.into_iter(), &unavailable());
-                }
+    /// The in-order part of a batch: a connection, the lookups, the rules, creation times.
+    /// Returns the write itself, to run while the next batch is prepared.
+    async fn start_batch(
+        self: Arc<Self>,
+        subs: Vec<Submission>,
+        clock: &mut Clock,
+    ) -> BoxFuture<'static, Finished> {
+        let started = std::time::Instant::now();
+        let refuse_all = |subs: Vec<Submission>, e: ApiError| {
+            let finished = Finished {
+                refused: subs.into_iter().map(|s| (s, e.clone())).collect(),
+                outcome: Outcome::Nothing,
             };
-            let found = match self
-                .lookups
-                .resolve(
-                    &**client,
-                    subs.iter().map(|s| s.channel),
-                    subs.iter().map(|s| s.author),
-                )
-                .await
-            {
-                Ok(f) => f,
-                Err(e) => return fail_all(subs.into_iter(), &not_stored(&e)),
+            Box::pin(std::future::ready(finished)) as BoxFuture<'static, Finished>
+        };
+        let client = match self.db.client().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("message batch not stored: {e}");
+                return refuse_all(subs, unavailable());
+            }
+        };
+        let found = match self
+            .lookups
+            .resolve(
+                &**client,
+                subs.iter().map(|s| s.channel),
+                subs.iter().map(|s| s.author),
+            )
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => return refuse_all(subs, not_stored(&e)),
+        };
+        let mut refused = Vec::new();
+        let mut batch = Vec::with_capacity(subs.len());
+        for sub in subs {
+            match check(&sub, &found) {
+                Ok((channel, author)) => batch.push(prepare(sub, &channel, &author, clock)),
+                Err(e) => refused.push((sub, e)),
+            }
+        }
+        let looked_up = started.elapsed();
+        Box::pin(async move {
+            let outcome = if batch.is_empty() {
+                Outcome::Nothing
+            } else {
+                self.write(client, batch).await
             };
-            let mut batch = Vec::with_capacity(subs.len());
-            for sub in subs {
-                match check(&sub, &found) {
-                    Ok((channel, author)) => batch.push(prepare(sub, &channel, &author, clock)),
-                    Err(e) => {
-                        let _ = sub.reply.send(Err(e));
-                    }
-                }
-            }
-            if batch.is_empty() {
-                return;
-            }
-            let looked_up = started.elapsed();
-            let outcome = self.insert_batch(&mut client, &batch).await;
             tracing::debug!(
-                "message batch of {}: lookups {} µs, written in {} µs",
-                batch.len(),
+                "message batch: lookups {} µs, written in {} µs",
                 looked_up.as_micros(),
                 (started.elapsed() - looked_up).as_micros()
             );
-            match outcome {
-                Ok((written, events)) => {
-                    let skipped = self.why_skipped(&client, &batch, &written).await;
-                    drop(client);
-                    return self.deliver(batch, skipped, events);
-                }
-                Err(BatchError::Vanished) if !retried => {
-                    // Look the batch's channels and authors up again, from the database.
-                    for p in &batch {
-                        self.lookups.apply(&Change::Channel(p.sub.channel));
-                        self.lookups.apply(&Change::User(p.sub.author));
-                    }
-                    retried = true;
-                    subs = batch.into_iter().map(|p| p.sub).collect();
-                }
-                Err(BatchError::Vanished) => {
-                    let e = ApiError::service_unavailable(
-                        "message not stored: a channel or author of its batch was deleted meanwhile; retry",
-                    );
-                    return fail_all(batch.into_iter().map(|p| p.sub), &e);
-                }
-                Err(BatchError::Failed(e)) => {
-                    return fail_all(batch.into_iter().map(|p| p.sub), &e)
-                }
-                Err(BatchError::Unknown(e)) => {
-                    drop(client);
-                    return self.resolve_unknown_commit(batch, e).await;
-                }
+            Finished { refused, outcome }
+        })
+    }
+
+    /// Writes a prepared batch (once more if a channel or author vanished in the middle of
+    /// the statement: its row is then skipped) and works out every message's outcome.
+    async fn write(
+        self: Arc<Self>,
+        mut client: crate::store::db::Client,
+        batch: Vec<Prepared>,
+    ) -> Outcome {
+        let mut result = self.insert_batch(&mut client, &batch).await;
+        if matches!(result, Err(BatchError::Vanished)) {
+            result = self.insert_batch(&mut client, &batch).await;
+        }
+        match result {
+            Ok((written, events)) => {
+                let skipped = self.why_skipped(&client, &batch, &written).await;
+                Outcome::Written(batch, skipped, events)
+            }
+            Err(BatchError::Vanished) => Outcome::Failed(
+                batch,
+                ApiError::service_unavailable(
+                    "message not stored: a channel or author of its batch was deleted meanwhile; retry",
+                ),
+            ),
+            Err(BatchError::Failed(e)) => Outcome::Failed(batch, e),
+            Err(BatchError::Unknown(e)) => {
+                drop(client);
+                self.resolve_unknown_commit(batch, e).await
             }
         }
     }
@@ -396,6 +459,11 @@ impl Services {
         let channels_left: HashSet<Uuid> = if missing.is_empty() {
             HashSet::new()
         } else {
+            // What the caches said is stale: look these up afresh next time.
+            for p in batch.iter().filter(|p| !written.contains(&p.dto.id)) {
+                self.lookups.apply(&Change::Channel(p.dto.channel_id));
+                self.lookups.apply(&Change::User(p.sub.author));
+            }
             channels::get_many(&***client, &missing)
                 .await
                 .map(|rows| rows.into_iter().map(|c| c.id).collect())
@@ -446,10 +514,10 @@ impl Services {
     /// database, once it answers again, which of the batch's messages exist. Either all that
     /// could be written are, or none.
     async fn resolve_unknown_commit(
-        self: &Arc<Self>,
+        &self,
         batch: Vec<Prepared>,
         cause: tokio_postgres::Error,
-    ) {
+    ) -> Outcome {
         tracing::warn!("message batch commit interrupted ({cause}); checking whether it committed");
         let ids: Vec<Uuid> = batch.iter().map(|p| p.dto.id).collect();
         let deadline = tokio::time::Instant::now() + COMMIT_CHECK_PATIENCE;
@@ -464,7 +532,6 @@ impl Services {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        let failed = |why: &str| ApiError::service_unavailable(why);
         match stored {
             Some(found) if !found.is_empty() => {
                 // Committed. The notification pushes of a single-instance batch are lost (their
@@ -486,17 +553,17 @@ impl Services {
                         })
                         .collect(),
                 };
-                self.deliver(batch, skipped, events);
+                Outcome::Written(batch, skipped, events)
             }
-            Some(_) => fail_all(
-                batch.into_iter().map(|p| p.sub),
-                &failed(
+            Some(_) => Outcome::Failed(
+                batch,
+                ApiError::service_unavailable(
                     "message not stored: the database connection broke while it was written; retry",
                 ),
             ),
-            None => fail_all(
-                batch.into_iter().map(|p| p.sub),
-                &failed(
+            None => Outcome::Failed(
+                batch,
+                ApiError::service_unavailable(
                     "the database connection broke while the message was written and the \
                      database has not come back: it may or may not be stored",
                 ),

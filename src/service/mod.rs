@@ -68,8 +68,15 @@ impl Services {
         let lookups = Arc::new(Lookups::new(config.lookup_cache_entries));
         let hook = lookups.clone();
         bus.on_deliver(move |e| hook.apply_events([e]));
+        // Batches overlap only in single-instance mode: with the outbox, rows of overlapping
+        // transactions could reach the relay out of order.
+        let depth = if bus.is_distributed() {
+            1
+        } else {
+            config.message_batches_in_flight
+        };
         Arc::new_cyclic(|services| Services {
-            writer: MessageWriter::start(services.clone(), &config),
+            writer: MessageWriter::start(services.clone(), &config, depth),
             db,
             files,
             bus,
