@@ -11,14 +11,19 @@
 # fsync and synchronous_commit ON — never the shared fsync-off one. S subscribers (raw
 # WebSocket, one user) on one public channel; P publishers, each its own user and session,
 # SEND /pub/messages at R/s in total on a fixed schedule without waiting for replies (a
-# pipelining client), content = send time in µs. The rate ladder of each run (WRITE_RATES_P,
+# pipelining client), content = send time in µs. After an unmeasured 2 s warm-up at the first
+# rate, the rate ladder of each run (WRITE_RATES_P,
 # e.g. WRITE_RATES_100="1000,2000,...") stops after the first rate whose p99 exceeds
 # STOP_P99_MS (250: beyond it the backlog only grows) or that loses a message. After each run
 # the database must hold every published message ("persisted"). Prints one RESULT per rate,
 # then the best rate per (P, S) with p99 ≤ MAX_P99_MS (50), and with p99 ≤ 100 and 200 ms for
 # comparisons on a loaded machine.
 #
-# Knobs: WRITE_RUNS ("P:S ..."), DURATION (8 s per rate), MAX_P99_MS (50), STOP_P99_MS (250),
+# WRITE_MODE=broker runs the same ladders with SEND to a plain broker destination (no
+# database): the floor the machine and the fan-out give, to read the write path's numbers
+# against.
+#
+# Knobs: WRITE_RUNS ("P:S ..."), WRITE_MODE (messages), DURATION (8 s per rate), MAX_P99_MS (50), STOP_P99_MS (250),
 # BENCH_OUT (logs), BENCH_SERVER_ENV ("NAME=value ..." for the server), BENCH_NO_BUILD=1,
 # SERVER_BIN.
 set -euo pipefail
@@ -35,6 +40,7 @@ DISCODEIT_PG_PORT=$(free_port)
 export DISCODEIT_PG_PORT
 
 RUNS="${WRITE_RUNS:-1:10 1:100 16:10 16:100 100:10 100:100}"
+MODE="${WRITE_MODE:-messages}"
 DURATION="${DURATION:-8}"
 MAX_P99_MS="${MAX_P99_MS:-50}"
 STOP_P99_MS="${STOP_P99_MS:-250}"
@@ -72,13 +78,14 @@ for run in $RUNS; do
     log="$BENCH_OUT/write-$publishers-$subscribers.log"
     logs+=("$log")
     echo "== $publishers publishing sessions, $subscribers subscribers, rates $rates/s for ${DURATION}s each (server pid $BENCH_PID)"
-    "$LOADGEN" stomp --mode messages --url "$BENCH_URL" --server-pid "$BENCH_PID" \
+    "$LOADGEN" stomp --mode "$MODE" --url "$BENCH_URL" --server-pid "$BENCH_PID" \
         --conns "$subscribers" --per-user 100 --publishers "$publishers" --rate "$rates" \
-        --duration "$DURATION" --sources 8 --max-p99-ms "$STOP_P99_MS" \
+        --duration "$DURATION" --warmup 2 --sources 8 --max-p99-ms "$STOP_P99_MS" \
         --admin-user "$BENCH_ADMIN" --admin-password "$BENCH_ADMIN_PASSWORD" \
         2> >(tee -a "$log.err" >&2) | tee "$log"
     bench_server_stop
-    published=$(sed -n 's/^RESULT .*"published":\([0-9]*\).*/\1/p' "$log" | awk '{s += $1} END {print s + 0}')
+    [[ $MODE == messages ]] || continue
+    published=$(sed -n 's/^\(RESULT\|WARMUP\) .*"published":\([0-9]*\).*/\2/p' "$log" | awk '{s += $1} END {print s + 0}')
     persisted=$(_bench_psql -d "$BENCH_DB" -tAc "SELECT count(*) FROM messages")
     echo "persisted $persisted of $published published" | tee -a "$log"
     [[ $persisted == "$published" ]] || echo "WARNING: persisted != published" | tee -a "$log"

@@ -289,7 +289,15 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
         }
     };
 
-    for &rate in &rates {
+    // An unmeasured warm-up at the first rate: the server's first messages (fresh connections,
+    // first WAL segments of a fresh database) are not what a rate is about.
+    let warmup: f64 = args.num("warmup", 0.0)?;
+    let mut phases: Vec<(f64, f64, bool)> = Vec::new();
+    if warmup > 0.0 {
+        phases.push((rates.first().copied().unwrap_or(10.0), warmup, false));
+    }
+    phases.extend(rates.iter().map(|&r| (r, secs, true)));
+    for (rate, secs, measured) in phases {
         // Reset every worker's counters, so this phase counts only its own deliveries.
         let mut worker_cpu0 = 0.0;
         for w in &mut workers {
@@ -345,6 +353,12 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
             for e in std::mem::take(&mut *errors.lock().unwrap_or_else(|p| p.into_inner())) {
                 eprintln!("[{label}] {e}");
             }
+        }
+        if !measured {
+            eprintln!("[{label}] warm-up: {received} deliveries at {rate}/s for {secs}s");
+            // Counted by scripts that compare what was published with what was stored.
+            println!("WARMUP {{\"published\":{}}}", published.ok);
+            continue;
         }
         let server_cpu = cpu1 - cpu0;
         let window = ((last_us - t0_us) as f64 / 1e6).max(1e-3);
@@ -485,9 +499,9 @@ pub fn best(args: &[String]) -> Res<()> {
 /// `loadgen table FILE...`: the RESULT lines of earlier runs as a Markdown table.
 pub fn table(files: &[String]) -> Res<()> {
     println!(
-        "| kind | conns | rate/s | published | delivered/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | RSS/conn KiB | server CPU s | CPU-s/M | loadgen CPU s | load avg |"
+        "| kind | publishers | conns | rate/s | published | delivered/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | RSS/conn KiB | server CPU s | CPU-s/M | loadgen CPU s | load avg |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for f in files {
         let text = std::fs::read_to_string(f)?;
         for line in text.lines() {
@@ -496,8 +510,9 @@ pub fn table(files: &[String]) -> Res<()> {
             };
             let o: Outcome = serde_json::from_str(json)?;
             println!(
-                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.2} | {} |",
+                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.2} | {} |",
                 o.kind,
+                o.publishers,
                 o.conns,
                 o.rate,
                 o.published,

@@ -15,7 +15,8 @@
 //! --admin-password admin1234! --user-prefix bsse|bstomp; stomp only: --publishers 40,
 //! --mode messages (SEND /pub/messages: a database insert per message) | broker (SEND to a
 //! plain `/sub/...` broker destination: the fan-out alone), --max-p99-ms X (stop the rate
-//! ladder after the first rate whose p99 exceeds X ms or that lost a message).
+//! ladder after the first rate whose p99 exceeds X ms or that lost a message), --warmup S
+//! (publish at the first rate for S seconds, unmeasured, before the ladder).
 
 mod args;
 mod bench;
