@@ -50,7 +50,10 @@ bench_server_start() {
     port=$(free_port)
     local storage="$BENCH_OUT/storage"
     mkdir -p "$storage"
-    env DATABASE_URL="$BENCH_DB_URL" \
+    # A clean environment: a shell that sourced /work/env.sh or scripts/lib.sh has
+    # KAFKA_BOOTSTRAP_SERVERS and REDIS_URL set, which would turn this into a multi-instance
+    # server on a shared broker.
+    env -i PATH="$PATH" DATABASE_URL="$BENCH_DB_URL" \
         DATABASE_POOL_SIZE=16 \
         ${BENCH_SERVER_ENV:-} \
         SECURITY_JWT_SECRET="$BENCH_SECRET" \

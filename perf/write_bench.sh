@@ -62,7 +62,7 @@ settings=$(_bench_psql -tAc "SELECT current_setting('fsync') || ' ' || current_s
 [[ $settings == "on on" ]] || { echo "fsync/synchronous_commit must be on, got: $settings" >&2; exit 1; }
 {
     bench_note
-    echo "server: $SERVER_BIN ${BENCH_SERVER_ENV:-}"
+    echo "server: $SERVER_BIN ${BENCH_SERVER_ENV:-} (clean environment: in-process bus, in-memory registry)"
     echo "postgres: private cluster on port $DISCODEIT_PG_PORT, fsync=on synchronous_commit=on"
 } | tee "$BENCH_OUT/host.txt"
 
