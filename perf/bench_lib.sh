@@ -8,7 +8,8 @@
 #   bench_server_stop
 #
 # Knobs: BENCH_OUT (log directory), BENCH_KEEPALIVE (DISCODEIT_SSE_KEEPALIVE_SECONDS, 15),
-# BENCH_NO_BUILD=1 (use the binaries as built), SERVER_BIN (another server binary).
+# BENCH_NO_BUILD=1 (use the binaries as built), SERVER_BIN (another server binary),
+# BENCH_SERVER_ENV ("NAME=value ..." added to the server's environment).
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -16,7 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 BENCH_ADMIN=admin
 BENCH_ADMIN_PASSWORD='bench-admin-pw-9!'
 LOADGEN="$DISCODEIT_ROOT/target/perf-loadgen/release/loadgen"
-SERVER_BIN="${SERVER_BIN:-$DISCODEIT_ROOT/target/release/discodeit}"
+SERVER_BIN="${SERVER_BIN:-${CARGO_TARGET_DIR:-$DISCODEIT_ROOT/target}/release/discodeit}"
 
 _bench_psql() {
     "$(_pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$DISCODEIT_PG_PORT" \
@@ -28,7 +29,8 @@ bench_setup() {
     ensure_rust_deps
     if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
         (cd "$DISCODEIT_ROOT" && cargo build --release --bin discodeit)
-        (cd "$DISCODEIT_ROOT/perf/loadgen" && cargo build --release)
+        # The generator's own target dir (perf/loadgen/.cargo/config.toml), whatever the shell's.
+        (cd "$DISCODEIT_ROOT/perf/loadgen" && env -u CARGO_TARGET_DIR cargo build --release)
     fi
     pg_start
     # Every connection is a file: the server and each loadgen process need up to 20,000.
@@ -48,8 +50,12 @@ bench_server_start() {
     port=$(free_port)
     local storage="$BENCH_OUT/storage"
     mkdir -p "$storage"
-    env DATABASE_URL="$BENCH_DB_URL" \
+    # A clean environment: a shell that sourced /work/env.sh or scripts/lib.sh has
+    # KAFKA_BOOTSTRAP_SERVERS and REDIS_URL set, which would turn this into a multi-instance
+    # server on a shared broker.
+    env -i PATH="$PATH" DATABASE_URL="$BENCH_DB_URL" \
         DATABASE_POOL_SIZE=16 \
+        ${BENCH_SERVER_ENV:-} \
         SECURITY_JWT_SECRET="$BENCH_SECRET" \
         SECURITY_JWT_ACCESS_TOKEN_VALIDITY_SECONDS=7200 \
         DISCODEIT_ADDR="127.0.0.1:$port" \

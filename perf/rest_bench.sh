@@ -17,7 +17,11 @@
 # PostgreSQL keeps running if it was already running.
 #
 # Knobs: DURATION (10s), THREADS (2), CONNECTIONS (64), ATTACHMENT_BYTES (4096),
-#        DATABASE_POOL_SIZE (32), KEEP_DB=1 (do not drop the database).
+#        DATABASE_POOL_SIZE (32), KEEP_DB=1 (do not drop the database), SERVER_BIN (run this
+#        server binary instead of building one).
+# PostgreSQL is the one of scripts/lib.sh for $DISCODEIT_DATA; for fsync on, give it a private
+# cluster: DISCODEIT_DATA=$(mktemp -d) DISCODEIT_PG_PORT=<free port> perf/rest_bench.sh
+# (the summary prints the fsync and synchronous_commit it ran with).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
@@ -34,9 +38,13 @@ command -v wrk >/dev/null 2>&1 || ensure_debs wrk
 command -v curl >/dev/null 2>&1 || ensure_debs curl
 ensure_rust_deps
 
-echo "==> cargo build --release --bin discodeit"
-cargo build --release --bin discodeit
-BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/discodeit"
+if [[ -n ${SERVER_BIN:-} ]]; then
+    BIN=$SERVER_BIN
+else
+    echo "==> cargo build --release --bin discodeit"
+    cargo build --release --bin discodeit
+    BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/discodeit"
+fi
 
 pg_start
 PSQL=("$(_pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$DISCODEIT_PG_PORT" -U postgres -d postgres)
@@ -185,7 +193,8 @@ files=$(find "$WORK/storage" -type f ! -name '.*' | wc -l)
 echo
 echo "==================== REST benchmark summary ===================="
 echo "machine: $(nproc) cores, $(uname -sr); load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "server: release build, DATABASE_POOL_SIZE=$POOL, in-memory registry, in-process bus"
+echo "server: $BIN, DATABASE_POOL_SIZE=$POOL, in-memory registry, in-process bus"
+echo "postgres: port $DISCODEIT_PG_PORT, fsync=$("${PSQL[@]}" -tAc 'SHOW fsync') synchronous_commit=$("${PSQL[@]}" -tAc 'SHOW synchronous_commit')"
 for r in "${RESULTS[@]}"; do echo "$r"; done
 echo "messages stored: $messages, attachment files written: $files"
 echo "================================================================"

@@ -17,10 +17,8 @@ use crate::security::jwt::JwtCodec;
 use crate::security::metered_registry::MeteredRegistry;
 use crate::security::redis_registry::RedisRegistry;
 use crate::security::registry::{JwtRegistry, MemoryRegistry};
-use crate::security::throttle::{AuthThrottle, RateLimiter};
 use crate::service::Services;
 use crate::store::files::FileStore;
-use crate::store::upload_jobs::Owner;
 use crate::store::Db;
 
 /// Connects to the database, migrates, bootstraps the admin, builds the [`App`].
@@ -43,25 +41,14 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
         )),
         None => EventBus::new(),
     };
-    let services = Arc::new(Services {
+    let services = Services::new(
         db,
         files,
-        bus: bus.clone(),
-        jwt: JwtCodec::new(&config.jwt_secret),
+        bus.clone(),
+        JwtCodec::new(&config.jwt_secret),
         registry,
-        config: config.clone(),
-        upload_owner: Owner {
-            instance_id: config.instance_id.clone(),
-            incarnation: uuid::Uuid::new_v4(),
-        },
-        throttle: AuthThrottle {
-            per_ip: RateLimiter::new(config.auth_ip_burst, config.auth_ip_per_minute),
-            per_username: RateLimiter::new(
-                config.auth_username_burst,
-                config.auth_username_per_minute,
-            ),
-        },
-    });
+        config.clone(),
+    );
     services
         .bootstrap_admin()
         .await

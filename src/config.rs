@@ -168,6 +168,30 @@ pub const KNOWN_VARS: &[Var] = &[
         "DISCODEIT_SOCKET_SEND_BUFFER",
         "SO_SNDBUF per connection, bytes [unset: kernel]",
     ),
+    v(
+        "DISCODEIT_MESSAGE_BATCH_MAX",
+        "messages committed together at most [256]",
+    ),
+    v(
+        "DISCODEIT_MESSAGE_BATCH_WINDOW_US",
+        "wait for more messages after the first, µs [0]",
+    ),
+    v(
+        "DISCODEIT_MESSAGE_BATCHES_IN_FLIGHT",
+        "batches written at once, in order (1 with Kafka) [2]",
+    ),
+    v(
+        "DISCODEIT_MESSAGE_QUEUE",
+        "messages waiting for the writer at most [2048]",
+    ),
+    v(
+        "DISCODEIT_MESSAGE_ADMISSION_TIMEOUT_MS",
+        "REST wait for room in that queue before 503 [2000]",
+    ),
+    v(
+        "DISCODEIT_LOOKUP_CACHE_ENTRIES",
+        "channels and users cached for the write path, each [50000]",
+    ),
     v("REDIS_URL", "Redis for the JWT registry [unset: in memory]"),
     v(
         "KAFKA_BOOTSTRAP_SERVERS",
@@ -304,6 +328,12 @@ pub struct Config {
     pub stomp_broker_max_body_bytes: usize,
     pub stomp_broker_rate: u32,
     pub socket_send_buffer: Option<usize>,
+    pub message_batch_max: usize,
+    pub message_batch_window: Duration,
+    pub message_batches_in_flight: usize,
+    pub message_queue: usize,
+    pub message_admission_timeout: Duration,
+    pub lookup_cache_entries: usize,
     pub redis_url: Option<String>,
     pub kafka_bootstrap: Option<String>,
     pub redis_key_prefix: String,
@@ -420,6 +450,14 @@ impl Config {
                     .trim()
                     .parse::<u64>()
                     .map_err(|_| format!("{k} must be a non-negative integer, got {v:?}")),
+            }
+        };
+        let ranged = |k: &str, default: u64, min: u64, max: u64| -> Result<u64, String> {
+            let v = parse_num(k, default)?;
+            if (min..=max).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("{k} must be between {min} and {max}, got {v}"))
             }
         };
         let addr = var("DISCODEIT_ADDR").unwrap_or_else(|| "0.0.0.0:8080".into());
@@ -599,6 +637,24 @@ impl Config {
                 Some(_) => Some(parse_num("DISCODEIT_SOCKET_SEND_BUFFER", 0)? as usize),
                 None => None,
             },
+            message_batch_max: ranged("DISCODEIT_MESSAGE_BATCH_MAX", 256, 1, 10_000)? as usize,
+            message_batch_window: Duration::from_micros(ranged(
+                "DISCODEIT_MESSAGE_BATCH_WINDOW_US",
+                0,
+                0,
+                1_000_000,
+            )?),
+            message_batches_in_flight: ranged("DISCODEIT_MESSAGE_BATCHES_IN_FLIGHT", 2, 1, 8)?
+                as usize,
+            message_queue: ranged("DISCODEIT_MESSAGE_QUEUE", 2048, 1, 1_000_000)? as usize,
+            message_admission_timeout: Duration::from_millis(ranged(
+                "DISCODEIT_MESSAGE_ADMISSION_TIMEOUT_MS",
+                2000,
+                0,
+                600_000,
+            )?),
+            lookup_cache_entries: ranged("DISCODEIT_LOOKUP_CACHE_ENTRIES", 50_000, 2, 10_000_000)?
+                as usize,
             redis_url: var("REDIS_URL"),
             kafka_bootstrap: var("KAFKA_BOOTSTRAP_SERVERS"),
             redis_key_prefix: var("REDIS_KEY_PREFIX").unwrap_or_else(|| "discodeit:".into()),
@@ -784,5 +840,12 @@ mod tests {
         let mut bad = base.to_vec();
         bad.push(("DISCODEIT_FAULT_INJECTION", "everything"));
         assert!(cfg(&bad).unwrap_err().contains("unknown fault"));
+        let e = cfg(&[
+            ("DATABASE_URL", "x"),
+            ("SECURITY_JWT_SECRET", SECRET),
+            ("DISCODEIT_MESSAGE_BATCH_MAX", "0"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("DISCODEIT_MESSAGE_BATCH_MAX must be between 1 and"));
     }
 }

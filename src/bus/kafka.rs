@@ -115,6 +115,8 @@ pub fn route(e: &Event) -> (Family, String) {
         Event::MessageDeleted { channel_id, .. } => (Family::Messages, channel_id.to_string()),
         Event::BrokerMessage { destination, .. } => (Family::Broker, destination.clone()),
         Event::UserRevoked { user_id, .. } => (Family::Revocations, user_id.to_string()),
+        // In one order with the SSE events that announce the same change.
+        Event::Changed(_) => (Family::Sse, "all".to_string()),
         Event::Sse(s) => match &s.audience {
             Audience::Users(users) if users.len() == 1 => (Family::Sse, users[0].to_string()),
             _ => (Family::Sse, "all".to_string()),

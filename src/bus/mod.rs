@@ -16,17 +16,21 @@ pub mod error;
 pub mod kafka;
 pub mod outbox;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 
 use crate::domain::Event;
 use error::PipelineError;
 use outbox::OutboxWriter;
 
+/// A synchronous observer of local deliveries (see [`EventBus::on_deliver`]).
+type Hook = Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// A cheap-to-clone handle on the bus.
 #[derive(Clone, Default)]
 pub struct EventBus {
     subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<Event>>>>>,
+    hooks: Arc<RwLock<Vec<Hook>>>,
     /// Set in multi-instance mode: events leave through the outbox instead of going local.
     outbox: Option<OutboxWriter>,
 }
@@ -41,6 +45,7 @@ impl EventBus {
     pub fn distributed(writer: OutboxWriter) -> Self {
         EventBus {
             subscribers: Default::default(),
+            hooks: Default::default(),
             outbox: Some(writer),
         }
     }
@@ -62,6 +67,15 @@ impl EventBus {
             subs.push(tx);
         }
         rx
+    }
+
+    /// Registers `hook`, called synchronously with every event delivered locally before any
+    /// subscriber receives it: caches invalidated there are fresh before anything delivered
+    /// after the event can reach a client.
+    pub fn on_deliver(&self, hook: impl Fn(&Event) + Send + Sync + 'static) {
+        if let Ok(mut hooks) = self.hooks.write() {
+            hooks.push(Arc::new(hook));
+        }
     }
 
     /// Publishes `event` with no database change of its own (login, logout, lapses):
@@ -88,6 +102,11 @@ impl EventBus {
 
     /// Hands `event` to every live local subscriber (dropped subscribers are forgotten).
     pub fn deliver_local(&self, event: Arc<Event>) {
+        if let Ok(hooks) = self.hooks.read() {
+            for hook in hooks.iter() {
+                hook(&event);
+            }
+        }
         if let Ok(mut subs) = self.subscribers.lock() {
             subs.retain(|tx| tx.send(event.clone()).is_ok());
         }
@@ -98,6 +117,27 @@ impl EventBus {
 mod tests {
     use super::*;
     use uuid::Uuid;
+
+    #[tokio::test]
+    async fn hooks_run_before_subscribers_receive() {
+        let bus = EventBus::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        bus.on_deliver(move |e| {
+            if let Event::UserRevoked { user_id, .. } = e {
+                log.lock().unwrap().push(*user_id);
+            }
+        });
+        let mut rx = bus.subscribe();
+        let id = Uuid::new_v4();
+        bus.publish(Event::UserRevoked {
+            user_id: id,
+            session_id: None,
+        });
+        // The hook ran during publish, before the subscriber's receive.
+        assert_eq!(*seen.lock().unwrap(), vec![id]);
+        assert!(rx.recv().await.is_some());
+    }
 
     #[tokio::test]
     async fn every_subscriber_sees_every_event_in_order() {

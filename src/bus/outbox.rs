@@ -143,6 +143,15 @@ impl OutboxWriter {
 
     /// Appends `events` in the caller's transaction (delivered on its commit). An event that
     /// could never be published fails the whole call, so the change is not committed either.
+    /// Whether `events` could be appended (each encodes to a record within the size limit),
+    /// without writing anything.
+    pub fn check(&self, events: &[Event]) -> Result<(), PipelineError> {
+        for e in events {
+            encode(e, self.max_record_bytes)?;
+        }
+        Ok(())
+    }
+
     pub async fn insert_in(
         &self,
         c: &impl GenericClient,

@@ -80,6 +80,17 @@ impl Event {
     }
 }
 
+/// What changed about an entity the message write path caches (see `service::lookups`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "camelCase")]
+pub enum Change {
+    /// The channel was renamed or deleted, or its membership changed.
+    Channel(Uuid),
+    /// The user was renamed, got another role or profile, or was deleted (which also ends
+    /// their private-channel memberships).
+    User(Uuid),
+}
+
 /// Everything the realtime layer reacts to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
@@ -102,6 +113,9 @@ pub enum Event {
         /// Only connections of this login session; `None` closes all of the user's.
         session_id: Option<Uuid>,
     },
+    /// Cached facts about an entity are stale: every instance drops them (written in the
+    /// change's transaction, so it reaches every instance exactly when the change exists).
+    Changed(Change),
 }
 
 #[cfg(test)]
@@ -149,5 +163,18 @@ mod tests {
             message: Arc::new(message),
         };
         assert!(created.message_event().is_none());
+    }
+
+    #[test]
+    fn changes_survive_the_outbox_json() {
+        for change in [
+            Change::Channel(Uuid::new_v4()),
+            Change::User(Uuid::new_v4()),
+        ] {
+            let e = Event::Changed(change);
+            let json = serde_json::to_string(&e).unwrap();
+            assert!(json.contains("\"type\":\"changed\""), "{json}");
+            assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+        }
     }
 }

@@ -107,9 +107,16 @@ pub async fn readiness(app: &App) -> Resp {
 /// `GET /actuator/health`: readiness with every component and the instance name.
 pub async fn aggregate(app: &App) -> Resp {
     let c = check(app).await;
+    let mut components = c.components();
+    // The message writer's queue: how close REST is to 503s and STOMP SENDs to waiting.
+    components["messageWriter"] = json!({
+        "status": "UP",
+        "queued": app.services.message_queue_len(),
+        "capacity": app.config.message_queue,
+    });
     let body = json!({
         "status": if c.ready() { "UP" } else { "DOWN" },
-        "components": c.components(),
+        "components": components,
         "instance": app.config.instance_id,
     });
     response::json(status(c.ready()), &body)

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 use uuid::Uuid;
 
 use super::{epoch_now, Services};
-use crate::domain::{Audience, Event, NotificationDto, NotificationType, Role, SseEvent, UserDto};
+use crate::domain::{
+    Audience, Change, Event, NotificationDto, NotificationType, Role, SseEvent, UserDto,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::security::jwt::{Claims, JwtError, TokenType};
 use crate::security::registry::{token_hash, Session};
@@ -329,10 +331,8 @@ impl Services {
         if let Some(n) = &notification {
             notifications::insert(&*tx, n).await?;
         }
-        let events = notification
-            .iter()
-            .map(Services::notification_event)
-            .collect();
+        let mut events = vec![Event::Changed(Change::User(user_id))];
+        events.extend(notification.iter().map(Services::notification_event));
         self.commit(tx, events).await?;
         self.revoke_user(user_id).await?;
         let mut dto = user.dto;

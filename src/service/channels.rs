@@ -5,7 +5,9 @@ use uuid::Uuid;
 
 use super::validation::Checks;
 use super::Services;
-use crate::domain::{Audience, ChannelDto, ChannelType, Event, ReadStatusDto, Role, SseEvent};
+use crate::domain::{
+    Audience, Change, ChannelDto, ChannelType, Event, ReadStatusDto, Role, SseEvent,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::security::Principal;
 use crate::store::channels::{self, ChannelRow};
@@ -187,8 +189,11 @@ impl Services {
             .await?
             .ok_or_else(|| ApiError::channel_not_found(id))?;
         let dto = channels::to_dtos(&*tx, vec![row]).await?.remove(0);
-        self.commit(tx, vec![Self::channel_refresh_event(id)])
-            .await?;
+        let events = vec![
+            Event::Changed(Change::Channel(id)),
+            Self::channel_refresh_event(id),
+        ];
+        self.commit(tx, events).await?;
         Ok(dto)
     }
 
@@ -201,8 +206,11 @@ impl Services {
             return Err(ApiError::channel_not_found(id));
         }
         let files = channels::delete(&*tx, id).await?;
-        self.commit(tx, vec![Self::channel_refresh_event(id)])
-            .await?;
+        let events = vec![
+            Event::Changed(Change::Channel(id)),
+            Self::channel_refresh_event(id),
+        ];
+        self.commit(tx, events).await?;
         for f in files {
             self.files.delete(f).await;
         }

@@ -1,18 +1,20 @@
-//! Messages: creation (REST and STOMP share [`Services::create_message`]), cursor pages,
-//! edits, deletion, and the NEW_MESSAGE notifications that follow a commit.
+//! Messages: creation (REST and STOMP submit to the one batching writer of
+//! [`super::message_writer`]), cursor pages, edits, deletion.
 
 use chrono::Utc;
 use serde::Deserialize;
 use std::sync::Arc;
 use uuid::Uuid;
 
-use super::uploads::UploadKind;
+use tokio::sync::oneshot;
+
+use super::message_writer::Submission;
 use super::validation::Checks;
-use super::{Services, Upload};
+use super::{PendingMessage, Services, Upload};
 use crate::domain::{ChannelType, Event, MessageDto, PageResponse, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::security::Principal;
-use crate::store::{channels, messages, notifications, users};
+use crate::store::{channels, messages};
 use crate::time::{format_instant, parse_instant};
 
 /// `MessageCreateRequest` (also the STOMP `/pub/messages` body).
@@ -45,9 +47,15 @@ pub const MAX_PAGE_SIZE: i64 = 1000;
 /// Highest `page`: keeps `page * size` (the SQL offset) far from overflowing.
 pub const MAX_PAGE: i64 = 1_000_000;
 
+/// Longest attachment file name and content type the `binary_contents` columns hold.
+const MAX_FILE_NAME_CHARS: usize = 255;
+const MAX_CONTENT_TYPE_CHARS: usize = 100;
+
 impl Services {
-    /// Creates a message (with uploads already received), commits, then broadcasts it and
-    /// starts notifications and file writes.
+    /// `POST /api/messages`: submits the message, waiting at most
+    /// `DISCODEIT_MESSAGE_ADMISSION_TIMEOUT_MS` for room in the writer's queue (503 after
+    /// that), then for its batch. The message is broadcast after its commit; its attachments
+    /// are stored in the background.
     pub async fn create_message(
         self: &Arc<Self>,
         caller: &Principal,
@@ -55,7 +63,42 @@ impl Services {
         attachments: Vec<Upload>,
         request_id: String,
     ) -> ApiResult<MessageDto> {
-        let content = req.content.clone().unwrap_or_default();
+        let limit = self.config.message_admission_timeout;
+        self.submit(caller, req, attachments, request_id, Some(limit))
+            .await?
+            .await
+    }
+
+    /// Submits a message to the writer and returns as soon as it is queued: the
+    /// [`PendingMessage`] resolves to its outcome once its batch committed (or failed). Waits
+    /// as long as the queue is full, so a caller that submits one message after another is
+    /// slowed to the writer's pace. Messages submitted one after another are written (and
+    /// broadcast) in that order. Rules that need no database are checked here, before queueing.
+    pub async fn submit_message(
+        self: &Arc<Self>,
+        caller: &Principal,
+        req: MessageCreateRequest,
+        attachments: Vec<Upload>,
+        request_id: String,
+    ) -> ApiResult<PendingMessage> {
+        self.submit(caller, req, attachments, request_id, None)
+            .await
+    }
+
+    /// Messages waiting for the writer (the health endpoint shows it).
+    pub fn message_queue_len(&self) -> usize {
+        self.writer.queued()
+    }
+
+    async fn submit(
+        &self,
+        caller: &Principal,
+        req: MessageCreateRequest,
+        attachments: Vec<Upload>,
+        request_id: String,
+        admission: Option<std::time::Duration>,
+    ) -> ApiResult<PendingMessage> {
+        let content = req.content.unwrap_or_default();
         let mut c = Checks::new();
         c.message_content("content", &content, !attachments.is_empty());
         c.check(
@@ -67,69 +110,45 @@ impl Services {
             c.file("attachments", &f.file_name, &f.content_type);
         }
         c.finish()?;
-        let author_id = req.author_id.unwrap_or(caller.user_id);
-        if author_id != caller.user_id {
+        let author = req.author_id.unwrap_or(caller.user_id);
+        if author != caller.user_id {
             return Err(ApiError::denied());
         }
-        let Some(channel_id) = req.channel_id else {
+        let Some(channel) = req.channel_id else {
             return Err(ApiError::invalid_request("channelId is required"));
         };
-        let channel = self.channel_row(channel_id).await?;
-        let mut db = self.db.client().await?;
-        let author = users::find(&**db, author_id)
-            .await?
-            .ok_or_else(|| ApiError::user_not_found(author_id))?;
-        if channel.channel_type == ChannelType::Private
-            && !channels::is_member(&**db, channel_id, author_id).await?
-        {
-            return Err(ApiError::denied());
+        // What PostgreSQL would refuse must not reach a batch, where it would fail the others.
+        if content.contains('\0') {
+            return Err(ApiError::invalid_request(
+                "content must not contain the NUL character",
+            ));
         }
-        let files: Vec<_> = attachments
-            .into_iter()
-            .map(|u| (u.waiting_dto(), u.bytes))
-            .collect();
-        let id = Uuid::new_v4();
-        let at = crate::time::now();
-        let tx = db.transaction().await?;
-        let staged = self
-            .insert_uploads(
-                &*tx,
-                &files,
-                UploadKind::Attachment,
-                Some(caller.user_id),
-                &request_id,
-            )
-            .await?;
-        let ids: Vec<Uuid> = files.iter().map(|f| f.0.id).collect();
-        messages::insert(&*tx, id, channel_id, author_id, &content, at, &ids).await?;
-        let title = match channel.channel_type {
-            ChannelType::Public => format!(
-                "{} (# {})",
-                author.dto.username,
-                channel.name.as_deref().unwrap_or_default()
-            ),
-            ChannelType::Private => author.dto.username.clone(),
-        };
-        let notes = notifications::insert_for_new_message(
-            &*tx, channel_id, author_id, &title, &content, at,
-        )
-        .await?;
-        let dto = MessageDto {
-            id,
-            created_at: at,
-            updated_at: at,
+        for u in &attachments {
+            if u.file_name.chars().count() > MAX_FILE_NAME_CHARS
+                || u.content_type.chars().count() > MAX_CONTENT_TYPE_CHARS
+                || u.file_name.contains('\0')
+                || u.content_type.contains('\0')
+            {
+                return Err(ApiError::invalid_request(format!(
+                    "attachment file names are limited to {MAX_FILE_NAME_CHARS} characters and \
+                     content types to {MAX_CONTENT_TYPE_CHARS}, without NUL characters"
+                )));
+            }
+        }
+        let (reply, outcome) = oneshot::channel();
+        let submission = Submission {
+            author,
+            channel,
             content,
-            channel_id,
-            author: Some(author.dto),
-            attachments: files.iter().map(|f| f.0.clone()).collect(),
+            files: attachments
+                .into_iter()
+                .map(|u| (u.waiting_dto(), u.bytes))
+                .collect(),
+            request_id,
+            reply,
         };
-        let mut events = vec![Event::MessageCreated {
-            message: Arc::new(dto.clone()),
-        }];
-        events.extend(notes.iter().map(Services::notification_event));
-        self.commit(tx, events).await?;
-        self.store_uploads_later(staged);
-        Ok(dto)
+        self.writer.admit(submission, admission).await?;
+        Ok(PendingMessage(outcome))
     }
 
     /// `GET /api/messages`: newest first, strictly before the cursor.

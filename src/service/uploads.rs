@@ -122,6 +122,23 @@ impl Services {
         uploader: Option<Uuid>,
         request_id: &str,
     ) -> ApiResult<StagedUploads> {
+        for (dto, _) in files {
+            binary_contents::insert(c, dto).await?;
+        }
+        self.insert_upload_jobs(c, files, kind, uploader, request_id)
+            .await
+    }
+
+    /// [`Self::insert_uploads`] for `WAITING` rows the caller inserted itself (the message
+    /// writer inserts a whole batch's rows in one statement): the jobs and the staged bytes.
+    pub(crate) async fn insert_upload_jobs(
+        &self,
+        c: &impl GenericClient,
+        files: &[(BinaryContentDto, Bytes)],
+        kind: UploadKind,
+        uploader: Option<Uuid>,
+        request_id: &str,
+    ) -> ApiResult<StagedUploads> {
         let staged = StagedUploads {
             files: files.to_vec(),
             kind,
@@ -130,7 +147,6 @@ impl Services {
             store: self.files.clone(),
         };
         for (dto, bytes) in files {
-            binary_contents::insert(c, dto).await?;
             let job = UploadJob {
                 id: dto.id,
                 kind: kind.as_str().to_string(),

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::uploads::UploadKind;
 use super::validation::Checks;
 use super::{epoch_now, Services, Upload};
-use crate::domain::{Role, UserDto};
+use crate::domain::{Change, Event, Role, UserDto};
 use crate::error::{ApiError, ApiResult};
 use crate::security::{password, Principal};
 use crate::store::db::is_unique_violation;
@@ -196,7 +196,11 @@ impl Services {
         let updated = users::find(&*tx, id)
             .await?
             .ok_or_else(|| ApiError::user_not_found(id))?;
-        self.commit(tx, vec![Self::users_refresh_event(id)]).await?;
+        let events = vec![
+            Event::Changed(Change::User(id)),
+            Self::users_refresh_event(id),
+        ];
+        self.commit(tx, events).await?;
         if let (Some(_), Some(old)) = (&profile, old_profile) {
             self.files.delete(old).await;
         }
@@ -216,7 +220,8 @@ impl Services {
         if let Some(p) = &user.dto.profile {
             binary_contents::delete(&*tx, p.id).await?;
         }
-        tx.commit().await?;
+        self.commit(tx, vec![Event::Changed(Change::User(id))])
+            .await?;
         if let Some(p) = &user.dto.profile {
             self.files.delete(p.id).await;
         }

@@ -53,6 +53,30 @@ pub async fn get(c: &impl GenericClient, id: Uuid) -> ApiResult<Option<ChannelRo
     Ok(c.query_opt(&sql, &[&id]).await?.map(|r| row_of(&r)))
 }
 
+/// The channels among `ids` that exist.
+pub async fn get_many(
+    c: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<Vec<ChannelRow>, tokio_postgres::Error> {
+    let sql = format!("{SELECT} WHERE c.id = ANY($1)");
+    Ok(c.query(&sql, &[&ids]).await?.iter().map(row_of).collect())
+}
+
+/// `(channel, user)` for every read status in the channels `ids`: their members.
+pub async fn members_of_many(
+    c: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid)>, tokio_postgres::Error> {
+    Ok(c.query(
+        "SELECT channel_id, user_id FROM read_statuses WHERE channel_id = ANY($1)",
+        &[&ids],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
+}
+
 /// Every PUBLIC channel plus every channel where `user` holds a read status.
 pub async fn list_visible(c: &impl GenericClient, user: Uuid) -> ApiResult<Vec<ChannelRow>> {
     let sql = format!(

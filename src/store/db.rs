@@ -110,3 +110,8 @@ impl Db {
 pub fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
 }
+
+/// True when `e` is a foreign-key violation (SQLSTATE 23503): a referenced row is gone.
+pub fn is_foreign_key_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+}

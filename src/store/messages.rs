@@ -17,32 +17,6 @@ pub struct MessageRow {
     pub author_id: Option<Uuid>,
 }
 
-pub async fn insert(
-    c: &impl GenericClient,
-    id: Uuid,
-    channel: Uuid,
-    author: Uuid,
-    content: &str,
-    at: DateTime<Utc>,
-    attachments: &[Uuid],
-) -> ApiResult<()> {
-    c.execute(
-        "INSERT INTO messages (id, created_at, updated_at, content, channel_id, author_id)
-         VALUES ($1, $2, $2, $3, $4, $5)",
-        &[&id, &at, &content, &channel, &author],
-    )
-    .await?;
-    for (i, a) in attachments.iter().enumerate() {
-        let i = i as i32;
-        c.execute(
-            "INSERT INTO message_attachments (message_id, attachment_id, order_index) VALUES ($1, $2, $3)",
-            &[&id, a, &i],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 pub async fn get_row(c: &impl GenericClient, id: Uuid) -> ApiResult<Option<MessageRow>> {
     Ok(c.query_opt(
         "SELECT id, channel_id, author_id FROM messages WHERE id = $1",

@@ -6,6 +6,7 @@ pub mod channels;
 pub mod db;
 pub mod error;
 pub mod files;
+pub mod message_batch;
 pub mod messages;
 pub mod notifications;
 pub mod outbox;

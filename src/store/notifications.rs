@@ -16,41 +16,6 @@ pub async fn insert(c: &impl GenericClient, n: &NotificationDto) -> ApiResult<()
     Ok(())
 }
 
-/// NEW_MESSAGE notifications for every member of `channel` with notifications on, except
-/// `author`, in one statement (inside the message's transaction, so they exist exactly when
-/// the message does).
-pub async fn insert_for_new_message(
-    c: &impl GenericClient,
-    channel: Uuid,
-    author: Uuid,
-    title: &str,
-    content: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> ApiResult<Vec<NotificationDto>> {
-    let rows = c
-        .query(
-            "INSERT INTO notifications (id, created_at, updated_at, receiver_id, title, content, type, target_id)
-             SELECT gen_random_uuid(), $3, $3, r.user_id, $4, $5, 'NEW_MESSAGE', $1
-             FROM read_statuses r
-             WHERE r.channel_id = $1 AND r.notification_enabled AND r.user_id <> $2
-             RETURNING id, receiver_id",
-            &[&channel, &author, &at, &title, &content],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| NotificationDto {
-            id: r.get(0),
-            created_at: at,
-            receiver_id: r.get(1),
-            title: title.to_string(),
-            content: content.to_string(),
-            notification_type: NotificationType::NewMessage,
-            target_id: Some(channel),
-        })
-        .collect())
-}
-
 pub async fn list_for(c: &impl GenericClient, receiver: Uuid) -> ApiResult<Vec<NotificationDto>> {
     Ok(c.query(
         "SELECT id, created_at, receiver_id, title, content, type, target_id FROM notifications

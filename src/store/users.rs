@@ -50,6 +50,19 @@ pub async fn find(c: &impl GenericClient, id: Uuid) -> ApiResult<Option<UserReco
         .and_then(|r| from_row(&r, 0)))
 }
 
+/// The users among `ids` that exist.
+pub async fn find_many(
+    c: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<Vec<UserRecord>, tokio_postgres::Error> {
+    let sql = format!("{SELECT} WHERE u.id = ANY($1)");
+    Ok(c.query(&sql, &[&ids])
+        .await?
+        .iter()
+        .filter_map(|r| from_row(r, 0))
+        .collect())
+}
+
 pub async fn find_by_username(c: &impl GenericClient, name: &str) -> ApiResult<Option<UserRecord>> {
     let sql = format!("{SELECT} WHERE u.username = $1");
     Ok(c.query_opt(&sql, &[&name])

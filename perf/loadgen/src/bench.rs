@@ -164,6 +164,9 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
     let connect_parallel: usize = args.num("connect-parallel", 64)?;
     let drain_idle = Duration::from_secs_f64(args.num("drain-idle", 3.0)?);
     let settle = Duration::from_secs_f64(args.num("settle", 3.0)?);
+    // Optional: stop the rate ladder after the first rate that misses this p99 (or loses a
+    // message), since higher rates only grow the backlog.
+    let max_p99_ms: f64 = args.num("max-p99-ms", f64::INFINITY)?;
     let admin_user = args.text("admin-user", "admin");
     let admin_pass = args.text("admin-password", "bench-admin-pw-9!");
     let prefix = args.text(
@@ -286,7 +289,15 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
         }
     };
 
-    for &rate in &rates {
+    // An unmeasured warm-up at the first rate: the server's first messages (fresh connections,
+    // first WAL segments of a fresh database) are not what a rate is about.
+    let warmup: f64 = args.num("warmup", 0.0)?;
+    let mut phases: Vec<(f64, f64, bool)> = Vec::new();
+    if warmup > 0.0 {
+        phases.push((rates.first().copied().unwrap_or(10.0), warmup, false));
+    }
+    phases.extend(rates.iter().map(|&r| (r, secs, true)));
+    for (rate, secs, measured) in phases {
         // Reset every worker's counters, so this phase counts only its own deliveries.
         let mut worker_cpu0 = 0.0;
         for w in &mut workers {
@@ -342,6 +353,12 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
             for e in std::mem::take(&mut *errors.lock().unwrap_or_else(|p| p.into_inner())) {
                 eprintln!("[{label}] {e}");
             }
+        }
+        if !measured {
+            eprintln!("[{label}] warm-up: {received} deliveries at {rate}/s for {secs}s");
+            // Counted by scripts that compare what was published with what was stored.
+            println!("WARMUP {{\"published\":{}}}", published.ok);
+            continue;
         }
         let server_cpu = cpu1 - cpu0;
         let window = ((last_us - t0_us) as f64 / 1e6).max(1e-3);
@@ -404,6 +421,13 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
             out.loadavg
         );
         println!("RESULT {}", serde_json::to_string(&out)?);
+        if !meets(&out, max_p99_ms) {
+            eprintln!(
+                "[{label}] p99 {} ms > {max_p99_ms} ms, {} lost or {} publish errors at {}/s: higher rates skipped",
+                out.p99_ms, out.lost, out.publish_errors, out.rate
+            );
+            break;
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     for w in workers {
@@ -414,12 +438,70 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
 
 use std::sync::atomic::Ordering::Relaxed;
 
+/// True when a run delivered everything it published, without publish errors, at p99 ≤ `max`.
+fn meets(o: &Outcome, max_p99_ms: f64) -> bool {
+    o.lost == 0 && o.publish_errors == 0 && o.p99_ms <= max_p99_ms
+}
+
+/// `loadgen best MAX_P99_MS FILE...`: per (kind, publishers, subscribers), the highest rate
+/// that met the p99 limit with nothing lost, as a Markdown table.
+pub fn best(args: &[String]) -> Res<()> {
+    let (limit, files) = args
+        .split_first()
+        .ok_or("usage: loadgen best MAX_P99_MS FILE...")?;
+    let limit: f64 = limit.parse()?;
+    let mut rows: Vec<(String, usize, u64, Option<Outcome>, f64)> = Vec::new();
+    for f in files {
+        for line in std::fs::read_to_string(f)?.lines() {
+            let Some(json) = line.strip_prefix("RESULT ") else {
+                continue;
+            };
+            let o: Outcome = serde_json::from_str(json)?;
+            let key = (o.kind.clone(), o.publishers, o.conns);
+            let at = match rows.iter().position(|r| (r.0.clone(), r.1, r.2) == key) {
+                Some(i) => i,
+                None => {
+                    rows.push((key.0, key.1, key.2, None, 0.0));
+                    rows.len() - 1
+                }
+            };
+            let row = &mut rows[at];
+            if !meets(&o, limit) {
+                row.4 = row.4.max(o.rate);
+                continue;
+            }
+            if row.3.as_ref().is_none_or(|b| o.rate > b.rate) {
+                row.3 = Some(o);
+            }
+        }
+    }
+    println!(
+        "| kind | publishing sessions | subscribers | best rate/s (p99 ≤ {limit} ms, nothing lost) | achieved/s | p50 ms | p99 ms | next rate tried (missed) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (kind, publishers, conns, best, missed) in rows {
+        let missed = if missed > 0.0 {
+            format!("{missed}")
+        } else {
+            "-".into()
+        };
+        match best {
+            Some(o) => println!(
+                "| {kind} | {publishers} | {conns} | {} | {:.0} | {} | {} | {missed} |",
+                o.rate, o.achieved_rate, o.p50_ms, o.p99_ms
+            ),
+            None => println!("| {kind} | {publishers} | {conns} | none | - | - | - | {missed} |"),
+        }
+    }
+    Ok(())
+}
+
 /// `loadgen table FILE...`: the RESULT lines of earlier runs as a Markdown table.
 pub fn table(files: &[String]) -> Res<()> {
     println!(
-        "| kind | conns | rate/s | published | delivered/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | RSS/conn KiB | server CPU s | CPU-s/M | loadgen CPU s | load avg |"
+        "| kind | publishers | conns | rate/s | published | delivered/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | RSS/conn KiB | server CPU s | CPU-s/M | loadgen CPU s | load avg |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for f in files {
         let text = std::fs::read_to_string(f)?;
         for line in text.lines() {
@@ -428,8 +510,9 @@ pub fn table(files: &[String]) -> Res<()> {
             };
             let o: Outcome = serde_json::from_str(json)?;
             println!(
-                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.2} | {} |",
+                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.2} | {} |",
                 o.kind,
+                o.publishers,
                 o.conns,
                 o.rate,
                 o.published,

@@ -6,13 +6,17 @@
 //! `loadgen stomp ...` N STOMP subscribers on one public channel over raw WebSocket; M publishers
 //!                     SEND `/pub/messages` at R/s in total; latency = receive − send time.
 //! `loadgen table FILE...` prints the `RESULT` lines of earlier runs as a Markdown table.
+//! `loadgen best MAX_P99_MS FILE...` prints, per publisher and subscriber count, the highest
+//!                     rate that kept p99 within MAX_P99_MS and lost nothing.
 //!
 //! Options (sse and stomp): --url http://127.0.0.1:8080 --server-pid PID (required) --conns N
 //! --per-user 100 --rate 10[,50...] --duration 10 --workers ceil(N/9000) --sources 8
 //! --connect-parallel 64 --settle 3 --drain-idle 3 --admin-user admin
 //! --admin-password bench-admin-pw-9! --user-prefix bsse|bstomp; stomp only: --publishers 40,
 //! --mode messages (SEND /pub/messages: a database insert per message) | broker (SEND to a
-//! plain `/sub/...` broker destination: the fan-out alone).
+//! plain `/sub/...` broker destination: the fan-out alone), --max-p99-ms X (stop the rate
+//! ladder after the first rate whose p99 exceeds X ms or that lost a message), --warmup S
+//! (publish at the first rate for S seconds, unmeasured, before the ladder).
 
 mod args;
 mod bench;
@@ -29,7 +33,9 @@ pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first().cloned() else {
-        eprintln!("usage: loadgen sse|stomp [--option value]... | loadgen table FILE...");
+        eprintln!(
+            "usage: loadgen sse|stomp [--option value]... | loadgen table FILE... | loadgen best MAX_P99_MS FILE..."
+        );
         std::process::exit(2);
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -47,6 +53,7 @@ fn main() {
         match cmd.as_str() {
             "worker" => worker::main().await,
             "table" => bench::table(&argv[1..]),
+            "best" => bench::best(&argv[1..]),
             "sse" | "stomp" => {
                 let kind = if cmd == "sse" {
                     worker::Kind::Sse

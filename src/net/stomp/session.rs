@@ -554,11 +554,15 @@ impl StompSession {
         let receipt = receipt.map(str::to_string);
         self.sends.push_back(Box::pin(async move {
             let request_id = Uuid::new_v4().simple().to_string();
-            let result = services
-                .create_message(&principal, request, Vec::new(), request_id)
+            // STOMP waits for room in the writer's queue (no REST-style 503 timeout).
+            let result = match services
+                .submit_message(&principal, request, Vec::new(), request_id)
                 .await
-                .map(|_| ())
-                .map_err(|e| refused(&e));
+            {
+                Ok(pending) => pending.await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| refused(&e));
             Sent { receipt, result }
         }));
     }
