@@ -285,6 +285,46 @@ async fn unknown_or_too_old_id_yields_reset() {
     assert_eq!(s2.next(WAIT).await.unwrap().event.as_deref(), Some("reset"));
 }
 
+/// A client that moved here from a faster instance has seen events this instance may still be
+/// about to receive: a live event older than its `Last-Event-ID` is not sent again.
+#[tokio::test]
+async fn a_live_event_older_than_the_resume_id_is_not_sent_again() {
+    let server = TestServer::start().await;
+    let (a, b, ch) = pair(&server).await;
+    // A v7 id 1.5 s ahead: what a client holds that saw an event this server has yet to see.
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 1500;
+    let hex = format!("{ms:012x}");
+    let ahead = format!("{}-{}-7000-8000-000000000000", &hex[..8], &hex[8..]);
+    let mut s = open(&b, Some(("header", &ahead))).await;
+    a.send_text(&ch, "older than the resume id").await;
+    assert!(
+        s.next_named("notifications", QUIET).await.is_none(),
+        "an event the client already saw elsewhere was sent again"
+    );
+    // Events after the resume id flow as usual.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        a.send_text(&ch, "newer").await;
+        if let Some(ev) = s
+            .next_named("notifications", Duration::from_millis(300))
+            .await
+        {
+            break ev;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no live event after the resume id"
+        );
+    };
+    let n: Value = serde_json::from_str(&got.data).unwrap();
+    assert_eq!(n["content"], "newer");
+    assert!(got.id.unwrap().as_str() > ahead.as_str());
+}
+
 #[tokio::test]
 async fn no_or_bad_token_is_401_without_a_stream() {
     let server = TestServer::start().await;

@@ -39,6 +39,10 @@ struct StreamHandle {
     out: Arc<Outbound>,
     /// Ids already sent as replay; live copies of them are skipped.
     replayed: HashSet<Uuid>,
+    /// The client's `Last-Event-ID`: it has seen every event up to it (ids are in delivery
+    /// order on every instance), so a late live copy of an older event, which this instance's
+    /// consumer may receive after a client that moved here from a faster instance, is skipped.
+    resume_after: Option<Uuid>,
 }
 
 /// One event kept for replay.
@@ -313,10 +317,12 @@ impl SseHub {
                 .unwrap_or(self.start_horizon);
             let mut replay: Vec<(Uuid, Bytes)> = Vec::new();
             let mut reset = false;
+            let mut resume_after = None;
             match self.replay_from(last_id, user_horizon) {
                 ReplayFrom::Nothing => {}
                 ReplayFrom::Reset => reset = true,
                 ReplayFrom::After(after) => {
+                    resume_after = Some(after);
                     if let Some(h) = &entry.history {
                         replay.extend(
                             h.events
@@ -358,6 +364,7 @@ impl SseHub {
                 session_id: who.session_id,
                 out,
                 replayed,
+                resume_after,
             });
         }
         tracing::debug!("sse stream {stream_id} opened for {}", who.user_id);
@@ -369,6 +376,9 @@ impl SseHub {
 fn push_live(streams: &mut Vec<StreamHandle>, id: Uuid, bytes: &Bytes, at: u64) {
     streams.retain_mut(|s| {
         if !s.replayed.is_empty() && s.replayed.remove(&id) {
+            return true;
+        }
+        if s.resume_after.is_some_and(|after| id <= after) {
             return true;
         }
         if s.out.push(Item::new(bytes.clone(), at)) {
