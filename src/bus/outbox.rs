@@ -10,7 +10,9 @@
 //! leader checks its lease is still valid on its own clock right before publishing and marks
 //! rows sent only under its epoch, so a resumed stale leader learns it was replaced and steps
 //! down. What it may still have handed to Kafka in the instant before its pause is published
-//! twice; every consumer drops records whose outbox id it has already delivered.
+//! twice; every consumer drops records whose outbox id it has already delivered. The same dedup
+//! lets the relay republish its last seconds after the broker was unreachable, since a
+//! restarted single broker may have lost the tail it had acknowledged.
 //! Writers `NOTIFY` on commit so the relay wakes at once.
 //!
 //! Neither the writer nor the relay ever stalls on one event: an error is classified once
@@ -43,6 +45,9 @@ pub const LEASE_TTL: Duration = Duration::from_secs(3);
 const RENEW_EVERY: Duration = Duration::from_millis(750);
 /// A leader publishes only while at least this much of its lease is left on its own clock.
 const LEASE_MARGIN: Duration = Duration::from_millis(500);
+/// After the broker was unreachable, rows sent this long before are published again: a broker
+/// that restarted may have lost the tail it had acknowledged (consumers drop duplicates).
+const REPUBLISH_WINDOW: Duration = Duration::from_secs(10);
 
 /// Encodes `event` as an outbox record: its family, key and JSON. Refuses (permanently) an
 /// event whose Kafka record would exceed `max_record_bytes`, so it never reaches the outbox.
@@ -347,9 +352,18 @@ async fn relay(
     leadership: &mut Leadership,
 ) -> Result<(), PipelineError> {
     let mut last_cleanup = tokio::time::Instant::now();
+    let mut outages = publisher.outages();
+    // Republish once more after the first round the broker answers again: acknowledgements
+    // from the old broker may have been marked after the first republish.
+    let mut republish_again = false;
     loop {
         if !leadership.keep(client).await? {
             return Ok(());
+        }
+        if publisher.outages() != outages {
+            outages = publisher.outages();
+            republish_again = true;
+            republish_recent(client, &leadership.lease).await?;
         }
         let pending = rows::pending(client, BATCH as i64).await?;
         if pending.is_empty() {
@@ -378,8 +392,25 @@ async fn relay(
             // Kafka is unreachable or busy: keep the rest and retry shortly.
             tracing::warn!("outbox relay: {e}; retrying");
             tokio::time::sleep(Duration::from_millis(250)).await;
+        } else if republish_again && !outcome.sent.is_empty() {
+            republish_again = false;
+            republish_recent(client, &leadership.lease).await?;
         }
     }
+}
+
+/// Marks what was sent in the last [`REPUBLISH_WINDOW`] as pending again.
+async fn republish_recent(
+    client: &tokio_postgres::Client,
+    lease: &Lease,
+) -> Result<(), PipelineError> {
+    let n = rows::unsend_recent(client, REPUBLISH_WINDOW, lease).await?;
+    tracing::warn!(
+        "outbox relay: the broker was unreachable; republishing the {n} events sent in the last \
+         {} s (a restarted broker may have lost what it had acknowledged)",
+        REPUBLISH_WINDOW.as_secs()
+    );
+    Ok(())
 }
 
 /// Publishes `rows`, renewing the lease meanwhile (a publish waits up to the producer's

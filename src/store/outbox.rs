@@ -151,6 +151,22 @@ pub async fn renew(
     Ok(n == 1)
 }
 
+/// Marks the rows sent in the last `window` as pending again (fenced like
+/// [`mark_sent_fenced`]), so they are published again; returns how many.
+pub async fn unsend_recent(
+    c: &impl GenericClient,
+    window: Duration,
+    lease: &Lease,
+) -> Result<u64, StoreError> {
+    Ok(c.execute(
+        "UPDATE outbox SET sent_at = NULL
+          WHERE sent_at > now() - make_interval(secs => $1)
+            AND EXISTS (SELECT 1 FROM relay_lease WHERE id = 1 AND holder = $2 AND epoch = $3)",
+        &[&window.as_secs_f64(), &lease.holder, &lease.epoch],
+    )
+    .await?)
+}
+
 /// Marks rows sent, fenced: only while `lease` is the current one. Returns false (nothing
 /// marked) when a newer leader exists, so a resumed stale leader learns it was replaced.
 pub async fn mark_sent_fenced(
