@@ -197,7 +197,7 @@ fn build(ops: &mut Ops) -> Vec<u8> {
                 3 => "bearer admin:root".to_string(),
                 _ => String::from_utf8_lossy(ops.take(12)).replace(['\n', '\r', '\0'], " "),
             };
-            if ops.byte() % 8 != 0 {
+            if !ops.byte().is_multiple_of(8) {
                 headers.push(("Authorization", token));
             }
             match ops.byte() % 4 {
@@ -205,11 +205,11 @@ fn build(ops: &mut Ops) -> Vec<u8> {
                 1 => headers.push(("heart-beat", "x,1".to_string())),
                 _ => {}
             }
-            if ops.byte() % 4 == 0 {
+            if ops.byte().is_multiple_of(4) {
                 headers.push(("accept-version", "2.0".to_string()));
             }
             receipt(ops, &mut headers);
-            let cmd = if ops.byte() % 2 == 0 {
+            let cmd = if ops.byte().is_multiple_of(2) {
                 "CONNECT"
             } else {
                 "STOMP"
@@ -217,7 +217,7 @@ fn build(ops: &mut Ops) -> Vec<u8> {
             frame(cmd, &headers, b"")
         }
         1 => {
-            if ops.byte() % 8 != 0 {
+            if !ops.byte().is_multiple_of(8) {
                 headers.push(("id", format!("s{}", ops.byte() % 8)));
             }
             headers.push(("destination", destination(ops)));
@@ -248,7 +248,7 @@ fn build(ops: &mut Ops) -> Vec<u8> {
             receipt(ops, &mut headers);
             let n = usize::from(ops.byte());
             let body = ops.take(n % 48).to_vec();
-            if ops.byte() % 2 == 0 {
+            if ops.byte().is_multiple_of(2) {
                 headers.push(("content-length", body.len().to_string()));
             }
             frame("SEND", &headers, &body)
