@@ -2,7 +2,8 @@
 # THE test command: ./scripts/test.sh
 #
 # Starts private PostgreSQL (fsync off), Redis and a Kafka-protocol broker
-# (tansu), then runs cargo build / fmt / clippy / test, the contract tests of
+# (tansu), then runs cargo build / fmt / clippy / test, a short run of every fuzz
+# target (scripts/fuzz.sh), the contract tests of
 # openapi.yaml (scripts/contract-test.sh), the Node end-to-end suites and the
 # Playwright tests of the web client and of Swagger UI. Services it started are
 # stopped on exit.
@@ -85,6 +86,9 @@ if step "cargo build --all-targets" cargo build --all-targets; then
     step "cargo fmt --check" cargo fmt --all -- --check
     step "cargo clippy -D warnings" cargo clippy --all-targets -- -D warnings
     step "cargo test" cargo test --all-targets -- --test-threads=4
+    # A short run of every fuzz target from its seeds (fuzz/, docs/fuzzing.md): regressions in
+    # the parsers and the STOMP session show up here.
+    step "fuzz targets (5 s each)" ./scripts/fuzz.sh --seconds 5
     # openapi.yaml validated, then schemathesis against a real server (scripts/contract).
     step "contract tests (openapi.yaml, schemathesis)" ./scripts/contract-test.sh
 else

@@ -80,7 +80,9 @@ fn start_event_pipeline(config: &Arc<Config>, bus: &EventBus) -> Result<Arc<Atom
     let ready = Arc::new(AtomicBool::new(false));
     let publisher =
         Arc::new(Publisher::new(config, servers).map_err(|e| format!("kafka producer: {e}"))?);
-    spawn_relay(config.database_url.clone(), publisher);
+    // Unique per process: a restarted instance is a new lease holder.
+    let holder = format!("{}/{}", config.instance_id, uuid::Uuid::new_v4().simple());
+    spawn_relay(config.database_url.clone(), holder, publisher);
     start_consumer(config.clone(), servers.clone(), bus.clone(), ready.clone())?;
     tracing::info!("event bus: Kafka at {servers} through the outbox");
     Ok(ready)

@@ -264,7 +264,7 @@ async fn the_relay_dead_letters_rows_it_can_never_send_and_publishes_the_rest_in
     start_consumer(config.clone(), servers.clone(), bus, ready.clone()).unwrap();
     eventually(60, || async { ready.load(Ordering::Acquire).then_some(()) }).await;
     let publisher = Arc::new(Publisher::new(&config, &servers).unwrap());
-    spawn_relay(url, publisher);
+    spawn_relay(url, format!("{}/test", config.instance_id), publisher);
 
     // Different keys, so possibly different partitions: both arrive, in either order.
     let mut got = Vec::new();

@@ -19,7 +19,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -163,8 +163,29 @@ fn base_config(config: &Config, servers: &str) -> ClientConfig {
 }
 
 /// The relay's producer.
+/// The producer's context: counts the times librdkafka lost every broker connection.
+///
+/// Exists because a broker that restarts may have lost the tail of what it had acknowledged
+/// (a single node whose acknowledgement precedes its write: tansu does this), and the relay has
+/// already marked those rows sent. After each such outage the relay republishes its recent
+/// window; consumers drop the ids they already delivered.
+pub struct BrokerWatch {
+    outages: Arc<AtomicU64>,
+}
+
+impl ClientContext for BrokerWatch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.outages.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::error!("librdkafka: {error}: {reason}");
+    }
+}
+
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: FutureProducer<BrokerWatch>,
+    /// Shared with the producer's [`BrokerWatch`].
+    outages: Arc<AtomicU64>,
     prefix: String,
 }
 
@@ -182,7 +203,8 @@ pub struct SendOutcome {
 impl Publisher {
     pub fn new(config: &Config, servers: &str) -> Result<Self, PipelineError> {
         let max = config.kafka_message_max_bytes.to_string();
-        let producer: FutureProducer = base_config(config, servers)
+        let outages = Arc::new(AtomicU64::new(0));
+        let producer: FutureProducer<BrokerWatch> = base_config(config, servers)
             // Idempotence keeps a partition's order through internal retries.
             .set("enable.idempotence", "true")
             .set("linger.ms", "2")
@@ -191,9 +213,12 @@ impl Publisher {
             // they are written, and a record the producer still refuses is dead-lettered.
             .set("message.max.bytes", &max)
             .set("batch.size", &max)
-            .create()?;
+            .create_with_context(BrokerWatch {
+                outages: outages.clone(),
+            })?;
         Ok(Publisher {
             producer,
+            outages,
             prefix: config.kafka_topic_prefix.clone(),
         })
     }
@@ -202,6 +227,11 @@ impl Publisher {
     /// too large, refused by the broker for itself) is reported in `dead` and does not hold
     /// up the rows behind it; a transient failure ends the round (`stalled`) so the unsent
     /// rest is retried in order later.
+    /// How many times the producer has lost every broker connection so far.
+    pub fn outages(&self) -> u64 {
+        self.outages.load(Ordering::Relaxed)
+    }
+
     pub async fn send(&self, rows: &[OutboxRow]) -> SendOutcome {
         let mut out = SendOutcome::default();
         let mut pending = Vec::with_capacity(rows.len());

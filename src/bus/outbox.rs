@@ -3,9 +3,17 @@
 //! one relay publishes pending rows to Kafka in order and marks them sent. A Kafka outage
 //! delays delivery but loses nothing: the rows wait.
 //!
-//! One relay at a time (the instance holding a PostgreSQL advisory lock) keeps the global
-//! order; when it dies its database session ends, the lock is released and another instance
-//! takes over within a second. Writers `NOTIFY` on commit so the relay wakes at once.
+//! One relay at a time keeps the global order: the instance holding the `relay_lease` row
+//! (a lease of [`LEASE_TTL`] that the leader renews every [`RENEW_EVERY`], also while a
+//! publish is in flight). A leader that dies, hangs or is paused stops renewing and a survivor
+//! takes the lease once it expires. Each take bumps the lease's epoch, the fencing token: a
+//! leader checks its lease is still valid on its own clock right before publishing and marks
+//! rows sent only under its epoch, so a resumed stale leader learns it was replaced and steps
+//! down. What it may still have handed to Kafka in the instant before its pause is published
+//! twice; every consumer drops records whose outbox id it has already delivered. The same dedup
+//! lets the relay republish its last seconds after the broker was unreachable, since a
+//! restarted single broker may have lost the tail it had acknowledged.
+//! Writers `NOTIFY` on commit so the relay wakes at once.
 //!
 //! Neither the writer nor the relay ever stalls on one event: an error is classified once
 //! ([`PipelineError::is_transient`]); transient ones (database or broker down) are retried,
@@ -15,12 +23,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 use tokio_postgres::{AsyncMessage, GenericClient, NoTls};
 
 use super::error::PipelineError;
 use super::kafka::{self, Publisher};
 use crate::domain::Event;
-use crate::store::outbox::{self as rows, DeadLetterSource, OutboxRecord};
+use crate::store::outbox::{self as rows, DeadLetterSource, Lease, OutboxRecord, OutboxRow};
 use crate::store::{Db, StoreError};
 
 /// Rows published per round, and events appended per writer transaction.
@@ -29,6 +38,16 @@ const BATCH: usize = 500;
 const POLL: Duration = Duration::from_secs(1);
 /// Pause before retrying after a transient failure.
 const RETRY: Duration = Duration::from_millis(500);
+/// How long the relay lease lasts unless renewed: how long a paused, hung or cut-off leader
+/// can hold the outbox up before a survivor takes over.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+/// How often the leader renews its lease (well inside [`LEASE_TTL`]).
+const RENEW_EVERY: Duration = Duration::from_millis(750);
+/// A leader publishes only while at least this much of its lease is left on its own clock.
+const LEASE_MARGIN: Duration = Duration::from_millis(500);
+/// After the broker was unreachable, rows sent this long before are published again: a broker
+/// that restarted may have lost the tail it had acknowledged (consumers drop duplicates).
+const REPUBLISH_WINDOW: Duration = Duration::from_secs(10);
 
 /// Encodes `event` as an outbox record: its family, key and JSON. Refuses (permanently) an
 /// event whose Kafka record would exceed `max_record_bytes`, so it never reaches the outbox.
@@ -241,11 +260,12 @@ async fn dead_letter(db: &Db, family: &str, key: &[u8], payload: &[u8], error: &
     }
 }
 
-/// Runs the relay for as long as the process lives: campaigns for leadership, then publishes.
-pub fn spawn_relay(database_url: String, publisher: Arc<Publisher>) {
+/// Runs the relay for as long as the process lives: campaigns for the lease as `holder` (unique
+/// per process), then publishes while it holds it.
+pub fn spawn_relay(database_url: String, holder: String, publisher: Arc<Publisher>) {
     tokio::spawn(async move {
         loop {
-            if let Err(e) = lead(&database_url, &publisher).await {
+            if let Err(e) = lead(&database_url, &holder, &publisher).await {
                 tracing::warn!("outbox relay: {e}");
             }
             tokio::time::sleep(POLL).await;
@@ -253,9 +273,9 @@ pub fn spawn_relay(database_url: String, publisher: Arc<Publisher>) {
     });
 }
 
-/// One leadership attempt on a dedicated connection (the advisory lock and `LISTEN` belong to
-/// the session). Returns when the connection fails.
-async fn lead(url: &str, publisher: &Publisher) -> Result<(), PipelineError> {
+/// One leadership attempt on a dedicated connection (`LISTEN` belongs to the session).
+/// Returns when the connection fails or the lease is lost.
+async fn lead(url: &str, holder: &str, publisher: &Publisher) -> Result<(), PipelineError> {
     let (client, mut conn) = tokio_postgres::connect(url, NoTls)
         .await
         .map_err(StoreError::from)?;
@@ -274,36 +294,105 @@ async fn lead(url: &str, publisher: &Publisher) -> Result<(), PipelineError> {
         }
     });
     let result = async {
-        while !rows::try_lead(&client).await? {
+        let mut leadership = loop {
+            let asked = Instant::now();
+            if let Some(lease) = rows::try_lead(&client, holder, LEASE_TTL).await? {
+                break Leadership {
+                    lease,
+                    valid_until: asked + LEASE_TTL,
+                    renewed_at: asked,
+                };
+            }
             tokio::time::sleep(POLL).await;
-        }
+        };
         rows::listen(&client).await?;
-        tracing::info!("outbox relay: this instance publishes the outbox");
-        relay(&client, publisher, &wake).await
+        tracing::info!(
+            "outbox relay: this instance publishes the outbox (lease epoch {})",
+            leadership.lease.epoch
+        );
+        relay(&client, publisher, &wake, &mut leadership).await?;
+        tracing::warn!(
+            "outbox relay: lease epoch {} lost to another instance; stepping down",
+            leadership.lease.epoch
+        );
+        Ok(())
     }
     .await;
     driver.abort();
     result
 }
 
+/// The leader's view of its lease. `valid_until` is on this process's monotonic clock and is
+/// counted from before the renewal was sent, so it never outlasts the database's expiry: a
+/// leader that was paused finds it passed when it resumes, before it publishes anything.
+struct Leadership {
+    lease: Lease,
+    valid_until: Instant,
+    renewed_at: Instant,
+}
+
+impl Leadership {
+    /// Renews the lease; false when it was lost.
+    async fn renew(&mut self, client: &tokio_postgres::Client) -> Result<bool, PipelineError> {
+        let asked = Instant::now();
+        if !rows::renew(client, &self.lease, LEASE_TTL).await? {
+            return Ok(false);
+        }
+        self.valid_until = asked + LEASE_TTL;
+        self.renewed_at = asked;
+        Ok(true)
+    }
+
+    /// Renews when due, or when too little of the lease is left to act on; false when lost.
+    async fn keep(&mut self, client: &tokio_postgres::Client) -> Result<bool, PipelineError> {
+        let now = Instant::now();
+        if now >= self.renewed_at + RENEW_EVERY || now + LEASE_MARGIN >= self.valid_until {
+            return self.renew(client).await;
+        }
+        Ok(true)
+    }
+}
+
+/// Publishes pending rows while the lease is held; `Ok(())` once it is lost.
 async fn relay(
     client: &tokio_postgres::Client,
     publisher: &Publisher,
     wake: &Notify,
+    leadership: &mut Leadership,
 ) -> Result<(), PipelineError> {
     let mut last_cleanup = tokio::time::Instant::now();
+    let mut outages = publisher.outages();
+    // Republish once more after the first round the broker answers again: acknowledgements
+    // from the old broker may have been marked after the first republish.
+    let mut republish_again = false;
     loop {
+        if !leadership.keep(client).await? {
+            return Ok(());
+        }
+        if publisher.outages() != outages {
+            outages = publisher.outages();
+            republish_again = true;
+            republish_recent(client, &leadership.lease).await?;
+        }
         let pending = rows::pending(client, BATCH as i64).await?;
         if pending.is_empty() {
             if last_cleanup.elapsed() > Duration::from_secs(60) {
                 last_cleanup = tokio::time::Instant::now();
                 rows::delete_old_sent(client).await?;
             }
-            let _ = tokio::time::timeout(POLL, wake.notified()).await;
+            let _ = tokio::time::timeout(RENEW_EVERY, wake.notified()).await;
             continue;
         }
-        let outcome = publisher.send(&pending).await;
-        rows::mark_sent(client, &outcome.sent).await?;
+        // The fencing check: publish only under a lease this process still holds.
+        if !leadership.keep(client).await? {
+            return Ok(());
+        }
+        let Some(outcome) = publish_renewing(client, publisher, &pending, leadership).await? else {
+            return Ok(());
+        };
+        if !rows::mark_sent_fenced(client, &outcome.sent, &leadership.lease).await? {
+            return Ok(());
+        }
         for (id, error) in &outcome.dead {
             tracing::warn!("outbox relay: dead-lettering outbox row {id}: {error}");
             rows::move_to_dead_letters(client, *id, &error.to_string()).await?;
@@ -312,6 +401,48 @@ async fn relay(
             // Kafka is unreachable or busy: keep the rest and retry shortly.
             tracing::warn!("outbox relay: {e}; retrying");
             tokio::time::sleep(Duration::from_millis(250)).await;
+        } else if republish_again && !outcome.sent.is_empty() {
+            republish_again = false;
+            republish_recent(client, &leadership.lease).await?;
+        }
+    }
+}
+
+/// Marks what was sent in the last [`REPUBLISH_WINDOW`] as pending again.
+async fn republish_recent(
+    client: &tokio_postgres::Client,
+    lease: &Lease,
+) -> Result<(), PipelineError> {
+    let n = rows::unsend_recent(client, REPUBLISH_WINDOW, lease).await?;
+    tracing::warn!(
+        "outbox relay: the broker was unreachable; republishing the {n} events sent in the last \
+         {} s (a restarted broker may have lost what it had acknowledged)",
+        REPUBLISH_WINDOW.as_secs()
+    );
+    Ok(())
+}
+
+/// Publishes `rows`, renewing the lease meanwhile (a publish waits up to the producer's
+/// delivery timeout while Kafka is down, and leadership must not flap because of it). `None`
+/// when the lease was lost during the publish.
+async fn publish_renewing(
+    client: &tokio_postgres::Client,
+    publisher: &Publisher,
+    rows: &[OutboxRow],
+    leadership: &mut Leadership,
+) -> Result<Option<kafka::SendOutcome>, PipelineError> {
+    let send = publisher.send(rows);
+    tokio::pin!(send);
+    let mut tick = tokio::time::interval_at(Instant::now() + RENEW_EVERY, RENEW_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            outcome = &mut send => return Ok(Some(outcome)),
+            _ = tick.tick() => {
+                if !leadership.renew(client).await? {
+                    return Ok(None);
+                }
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! plain field with any content type.
 
 use bytes::Bytes;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use serde::de::DeserializeOwned;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -49,11 +49,28 @@ impl Form {
         parts_limit: PartLimits,
     ) -> ApiResult<Form> {
         let ct = ctx.header("content-type").unwrap_or_default().to_string();
-        let boundary = multer::parse_boundary(&ct).map_err(|_| {
-            ApiError::unsupported_media_type(&ct)
+        let body = ctx.body.take();
+        Self::read_body(&ct, body, max_file, max_request, parts_limit).await
+    }
+
+    /// [`Form::read`] on any body (the request's, or bytes in a test or the fuzz target).
+    pub async fn read_body<B>(
+        content_type: &str,
+        body: Option<B>,
+        max_file: usize,
+        max_request: usize,
+        parts_limit: PartLimits,
+    ) -> ApiResult<Form>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let ct = content_type;
+        let boundary = multer::parse_boundary(ct).map_err(|_| {
+            ApiError::unsupported_media_type(ct)
                 .detail("expected", "multipart/form-data with a boundary")
         })?;
-        let Some(body) = ctx.body.take() else {
+        let Some(body) = body else {
             return Err(ApiError::invalid_request("request body is required"));
         };
         let limits = multer::Constraints::new().size_limit(
@@ -145,9 +162,9 @@ impl Form {
 
 /// The error for a multer failure; for a size limit the rest of the body is drained first, so
 /// the client reads the 413 instead of a reset connection.
-async fn refuse(
+async fn refuse<B: Body + Unpin>(
     e: multer::Error,
-    slot: Arc<Mutex<Option<Incoming>>>,
+    slot: Arc<Mutex<Option<B>>>,
     max_file: usize,
     max_request: usize,
 ) -> ApiError {
@@ -161,7 +178,7 @@ async fn refuse(
 }
 
 /// Drains what is left of the request body (bounded, see [`drain`]).
-async fn drain_slot(slot: Arc<Mutex<Option<Incoming>>>) {
+async fn drain_slot<B: Body + Unpin>(slot: Arc<Mutex<Option<B>>>) {
     let rest = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(body) = rest {
         drain(body).await;
@@ -170,10 +187,10 @@ async fn drain_slot(slot: Arc<Mutex<Option<Incoming>>>) {
 
 /// The request body as multer's data stream, kept in a shared slot so it can be taken back
 /// (and drained) after multer gives up on it.
-struct BodySlot(Arc<Mutex<Option<Incoming>>>);
+struct BodySlot<B>(Arc<Mutex<Option<B>>>);
 
-impl futures_util::Stream for BodySlot {
-    type Item = Result<Bytes, hyper::Error>;
+impl<B: Body<Data = Bytes> + Unpin> futures_util::Stream for BodySlot<B> {
+    type Item = Result<Bytes, B::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());

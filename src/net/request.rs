@@ -32,11 +32,7 @@ impl Ctx {
     ) -> Self {
         let (mut parts, body) = req.into_parts();
         let takeover = parts.extensions.remove::<crate::net::conn::Takeover>();
-        let query = parts
-            .uri
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
+        let query = parts.uri.query().map(parse_query).unwrap_or_default();
         Ctx {
             method: parts.method,
             path: parts.uri.path().to_string(),
@@ -142,11 +138,12 @@ const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 /// Reads and discards the rest of a body refused as too large. Answering while the client is
 /// still sending makes the connection close with unread data, and the client then sees a reset
 /// instead of the 413; reading the rest (bounded) lets it finish and read the error.
-pub async fn drain(mut body: Incoming) {
+pub async fn drain<B: hyper::body::Body + Unpin>(mut body: B) {
+    use bytes::Buf;
     let discard = async {
         let mut left = DRAIN_MAX_BYTES;
         while let Some(Ok(frame)) = body.frame().await {
-            let n = frame.data_ref().map_or(0, |d| d.len());
+            let n = frame.data_ref().map_or(0, |d| d.remaining());
             if n >= left {
                 break;
             }
@@ -170,6 +167,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
         return Err(ApiError::invalid_request("the JSON body must be an object"));
     }
     serde_json::from_value(value).map_err(malformed)
+}
+
+/// The `name=value` pairs of a query string, percent- and `+`-decoded, in order (invalid
+/// UTF-8 becomes U+FFFD).
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// Parses a path or query UUID: 400 when malformed.

@@ -228,33 +228,43 @@ impl Services {
     }
 
     /// SEND to a plain broker destination: the body goes to its subscribers on every
-    /// instance. Bodies must be UTF-8 text of at most `max_body` bytes (NUL allowed: STOMP
-    /// frames it with `content-length`, and the bus carries it).
+    /// instance (see [`broker_event`] for what is accepted).
     pub fn broker_send(
         &self,
         destination: &Destination,
         body: &Bytes,
         max_body: usize,
     ) -> Result<(), DestinationError> {
-        let name = destination.as_string();
-        let Destination::Broker(_) = destination else {
-            return Err(DestinationError::ServerOnly { destination: name });
-        };
-        let refuse = |why: String| DestinationError::Body {
-            destination: name.clone(),
-            why,
-        };
-        if body.len() > max_body {
-            return Err(refuse(format!("the body is larger than {max_body} bytes")));
-        }
-        let text =
-            std::str::from_utf8(body).map_err(|_| refuse("the body must be UTF-8 text".into()))?;
-        self.bus.publish(Event::BrokerMessage {
-            destination: name.clone(),
-            body: text.to_string(),
-        });
+        self.bus.publish(broker_event(destination, body, max_body)?);
         Ok(())
     }
+}
+
+/// The event a client SEND to a plain broker destination becomes. Bodies must be UTF-8 text
+/// of at most `max_body` bytes (NUL allowed: STOMP frames it with `content-length`, and the
+/// bus carries it); only broker destinations take client SENDs.
+pub fn broker_event(
+    destination: &Destination,
+    body: &Bytes,
+    max_body: usize,
+) -> Result<Event, DestinationError> {
+    let name = destination.as_string();
+    let Destination::Broker(_) = destination else {
+        return Err(DestinationError::ServerOnly { destination: name });
+    };
+    let refuse = |why: String| DestinationError::Body {
+        destination: name.clone(),
+        why,
+    };
+    if body.len() > max_body {
+        return Err(refuse(format!("the body is larger than {max_body} bytes")));
+    }
+    let text =
+        std::str::from_utf8(body).map_err(|_| refuse("the body must be UTF-8 text".into()))?;
+    Ok(Event::BrokerMessage {
+        destination: name.clone(),
+        body: text.to_string(),
+    })
 }
 
 #[cfg(test)]

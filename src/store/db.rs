@@ -18,6 +18,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "004_upload_jobs",
         include_str!("../../sql/004_upload_jobs.sql"),
     ),
+    (
+        "005_relay_lease",
+        include_str!("../../sql/005_relay_lease.sql"),
+    ),
 ];
 
 /// A handle on the pool.

@@ -8,8 +8,6 @@ use super::{Db, StoreError};
 
 /// The `LISTEN`/`NOTIFY` channel that wakes the relay.
 pub const NOTIFY_CHANNEL: &str = "discodeit_outbox";
-/// `pg_advisory_lock` key of the relay leadership.
-const LEADER_LOCK: i64 = 7_262_022;
 /// Sent rows are kept this long (for inspection), then deleted.
 const KEEP_SENT: &str = "10 minutes";
 
@@ -95,17 +93,6 @@ pub async fn pending(c: &impl GenericClient, limit: i64) -> Result<Vec<OutboxRow
     .collect())
 }
 
-pub async fn mark_sent(c: &impl GenericClient, ids: &[i64]) -> Result<(), StoreError> {
-    if !ids.is_empty() {
-        c.execute(
-            "UPDATE outbox SET sent_at = now() WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 /// Forgets rows sent longer ago than [`KEEP_SENT`].
 pub async fn delete_old_sent(c: &impl GenericClient) -> Result<(), StoreError> {
     c.execute(
@@ -116,10 +103,91 @@ pub async fn delete_old_sent(c: &impl GenericClient) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Takes the relay leadership if no other session holds it (held until the session ends).
-pub async fn try_lead(c: &impl GenericClient) -> Result<bool, StoreError> {
+/// The relay leadership held by `holder` under fencing token `epoch` (see `sql/005_relay_lease.sql`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub epoch: i64,
+}
+
+/// Takes the relay lease for `ttl` if it has expired (or `holder` already holds it: a leader
+/// whose connection broke takes it back at once); the new epoch fences every earlier holder.
+/// `None` while another holder's lease runs.
+pub async fn try_lead(
+    c: &impl GenericClient,
+    holder: &str,
+    ttl: Duration,
+) -> Result<Option<Lease>, StoreError> {
     let row = c
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
+        .query_opt(
+            "UPDATE relay_lease
+                SET holder = $1, epoch = epoch + 1,
+                    expires_at = now() + make_interval(secs => $2)
+              WHERE id = 1 AND (expires_at < now() OR holder = $1)
+             RETURNING epoch",
+            &[&holder, &ttl.as_secs_f64()],
+        )
+        .await?;
+    Ok(row.map(|r| Lease {
+        holder: holder.to_string(),
+        epoch: r.get(0),
+    }))
+}
+
+/// Extends `lease` by `ttl` from now; false when it was lost (expired and taken, or expired:
+/// an expired lease is not revived, since another instance may be taking it right now).
+pub async fn renew(
+    c: &impl GenericClient,
+    lease: &Lease,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    let n = c
+        .execute(
+            "UPDATE relay_lease SET expires_at = now() + make_interval(secs => $3)
+              WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires_at >= now()",
+            &[&lease.holder, &lease.epoch, &ttl.as_secs_f64()],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Marks the rows sent in the last `window` as pending again (fenced like
+/// [`mark_sent_fenced`]), so they are published again; returns how many.
+pub async fn unsend_recent(
+    c: &impl GenericClient,
+    window: Duration,
+    lease: &Lease,
+) -> Result<u64, StoreError> {
+    Ok(c.execute(
+        "UPDATE outbox SET sent_at = NULL
+          WHERE sent_at > now() - make_interval(secs => $1)
+            AND EXISTS (SELECT 1 FROM relay_lease WHERE id = 1 AND holder = $2 AND epoch = $3)",
+        &[&window.as_secs_f64(), &lease.holder, &lease.epoch],
+    )
+    .await?)
+}
+
+/// Marks rows sent, fenced: only while `lease` is the current one. Returns false (nothing
+/// marked) when a newer leader exists, so a resumed stale leader learns it was replaced.
+pub async fn mark_sent_fenced(
+    c: &impl GenericClient,
+    ids: &[i64],
+    lease: &Lease,
+) -> Result<bool, StoreError> {
+    if ids.is_empty() {
+        return Ok(true);
+    }
+    let row = c
+        .query_one(
+            "WITH fence AS (
+                 SELECT 1 FROM relay_lease WHERE id = 1 AND holder = $2 AND epoch = $3),
+             marked AS (
+                 UPDATE outbox SET sent_at = now()
+                  WHERE id = ANY($1) AND EXISTS (SELECT 1 FROM fence)
+                 RETURNING 1)
+             SELECT EXISTS (SELECT 1 FROM fence)",
+            &[&ids, &lease.holder, &lease.epoch],
+        )
         .await?;
     Ok(row.get(0))
 }

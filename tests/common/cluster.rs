@@ -21,7 +21,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(cmd: &mut Command, log: &Path) -> Proc {
+    pub fn spawn(cmd: &mut Command, log: &Path) -> Proc {
         use std::os::unix::process::CommandExt;
         let out = std::fs::File::create(log).expect("log file");
         let err = out.try_clone().expect("log file");
@@ -38,8 +38,17 @@ impl Proc {
         }
     }
 
+    /// A stand-in for a process the cluster does not own (pid 0, never signalled).
+    pub fn placeholder() -> Proc {
+        Proc {
+            pid: 0,
+            child: Mutex::new(Command::new("true").spawn().unwrap()),
+        }
+    }
+
     /// Sends a signal by name (`KILL`, `STOP`, `CONT`) to the process.
     pub fn signal(&self, sig: &str) {
+        assert_ne!(self.pid, 0, "signal to a placeholder process");
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.pid.to_string()])
             .status()
@@ -202,6 +211,36 @@ impl Cluster {
     }
 }
 
+/// What a cluster runs on; the default is a fresh database on the shared PostgreSQL, the shared
+/// Redis and a private in-memory tansu.
+#[derive(Default)]
+pub struct ClusterSpec {
+    pub count: usize,
+    pub shared_state: bool,
+    /// (id, directory) of the cluster; default a new id under the temp directory.
+    pub dir: Option<(String, PathBuf)>,
+    /// (url, name) of a database to use instead of a fresh one on the shared server.
+    pub database: Option<(String, String)>,
+    pub redis: Option<String>,
+    /// A broker to use instead of starting an in-memory tansu.
+    pub kafka: Option<String>,
+}
+
+/// The command that starts tansu on `addr` with `storage`.
+pub fn tansu_command(bin: &Path, addr: &str, storage: &str) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "broker",
+        "--listener-url",
+        &format!("tcp://{addr}"),
+        "--advertised-listener-url",
+        &format!("tcp://{addr}"),
+        "--storage-engine",
+        storage,
+    ]);
+    cmd
+}
+
 /// The whole cluster.
 pub struct Cluster {
     pub dir: PathBuf,
@@ -219,7 +258,7 @@ fn repo() -> PathBuf {
 }
 
 /// Installs what the harness needs (idempotent, via scripts/lib.sh) and returns the tansu path.
-fn ensure_tools() -> PathBuf {
+pub fn ensure_tools() -> PathBuf {
     let out = Command::new("bash")
         .current_dir(repo())
         .args([
@@ -235,7 +274,7 @@ fn ensure_tools() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-async fn wait_port(port: u16, secs: u64) {
+pub async fn wait_port(port: u16, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -246,7 +285,7 @@ async fn wait_port(port: u16, secs: u64) {
     }
 }
 
-async fn wait_healthy(base: &str, secs: u64) {
+pub async fn wait_healthy(base: &str, secs: u64) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -276,36 +315,62 @@ impl Cluster {
     /// Starts `count` instances (named a, b, c, ...); with `shared_state` false they run the
     /// single-instance design (in-memory registry, in-process bus; tansu runs unused).
     pub async fn start_with(count: usize, shared_state: bool) -> Cluster {
+        Self::start_on(ClusterSpec {
+            count,
+            shared_state,
+            ..ClusterSpec::default()
+        })
+        .await
+    }
+
+    /// Starts a cluster as `spec` says (its own broker, database or Redis, for fault tests).
+    pub async fn start_on(spec: ClusterSpec) -> Cluster {
+        let ClusterSpec {
+            count,
+            shared_state,
+            dir,
+            database,
+            redis,
+            kafka,
+        } = spec;
         let t0 = Instant::now();
         let tansu_bin = ensure_tools();
-        let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-        let dir = std::env::temp_dir().join(format!("discodeit-cluster-{id}"));
+        let (id, dir) = match dir {
+            Some(d) => (d.0, d.1),
+            None => {
+                let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+                let dir = std::env::temp_dir().join(format!("discodeit-cluster-{id}"));
+                (id, dir)
+            }
+        };
         std::fs::create_dir_all(&dir).unwrap();
         eprintln!("cluster {id}: logs in {}", dir.display());
 
-        let kafka_port = free_port();
-        let kafka = format!("127.0.0.1:{kafka_port}");
-        let tansu = Proc::spawn(
-            Command::new(&tansu_bin).args([
-                "broker",
-                "--listener-url",
-                &format!("tcp://{kafka}"),
-                "--advertised-listener-url",
-                &format!("tcp://{kafka}"),
-                "--storage-engine",
-                "memory://tansu/",
-            ]),
-            &dir.join("tansu.log"),
-        );
-        let mut cluster_pids = vec![tansu.pid];
         let watchdog_file = dir.join("pids");
         spawn_watchdog(&watchdog_file);
-        std::fs::write(&watchdog_file, format!("{}\n", tansu.pid)).unwrap();
-        wait_port(kafka_port, 30).await;
+        let (kafka, tansu) = match kafka {
+            Some(k) => (k, Proc::placeholder()),
+            None => {
+                let kafka_port = free_port();
+                let kafka = format!("127.0.0.1:{kafka_port}");
+                let tansu = Proc::spawn(
+                    &mut tansu_command(&tansu_bin, &kafka, "memory://tansu/"),
+                    &dir.join("tansu.log"),
+                );
+                std::fs::write(&watchdog_file, format!("{}\n", tansu.pid)).unwrap();
+                wait_port(kafka_port, 30).await;
+                (kafka, tansu)
+            }
+        };
+        let mut cluster_pids = vec![tansu.pid];
 
-        let (db_url, db_name) = fresh_database().await;
-        let redis =
-            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379/".into());
+        let (db_url, db_name) = match database {
+            Some(d) => d,
+            None => fresh_database().await,
+        };
+        let redis = redis.unwrap_or_else(|| {
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379/".into())
+        });
         let mut instances = Vec::new();
         for name in ["a", "b", "c", "d", "e"].into_iter().take(count) {
             let port = free_port();
@@ -357,10 +422,7 @@ impl Cluster {
             nginx: Nginx {
                 base: String::new(),
                 port: 0,
-                proc: Proc {
-                    pid: 0,
-                    child: Mutex::new(Command::new("true").spawn().unwrap()),
-                },
+                proc: Proc::placeholder(),
             },
             instances,
             tansu,
@@ -443,7 +505,8 @@ impl Cluster {
         }
     }
 
-    fn track(&self, pid: u32) {
+    /// Adds `pid`'s process group to those the watchdog kills when the test process ends.
+    pub fn track(&self, pid: u32) {
         if let Ok(mut pids) = self.pids.lock() {
             pids.push(pid);
             let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
@@ -475,7 +538,7 @@ impl Cluster {
 }
 
 /// Kills every process group listed in `pids` once this test process is gone.
-fn spawn_watchdog(pids: &Path) {
+pub fn spawn_watchdog(pids: &Path) {
     use std::os::unix::process::CommandExt;
     let me = std::process::id();
     let script = format!(

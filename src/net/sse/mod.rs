@@ -109,10 +109,28 @@ pub struct SseHub {
 }
 
 /// Where a reconnecting client's replay starts.
-enum ReplayFrom {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFrom {
     Nothing,
     After(Uuid),
     Reset,
+}
+
+/// Reads a reconnecting client's `Last-Event-ID` (header or query): blank means a fresh
+/// stream, an id older than `horizon` (the oldest event still in the histories) or not an id
+/// at all means the client must refetch (`Reset`), anything else replays after it.
+pub fn replay_from(last_id: Option<&str>, horizon: Uuid) -> ReplayFrom {
+    let Some(raw) = last_id.map(str::trim).filter(|s| !s.is_empty()) else {
+        return ReplayFrom::Nothing;
+    };
+    let Ok(id) = Uuid::parse_str(raw) else {
+        return ReplayFrom::Reset;
+    };
+    if id < horizon {
+        ReplayFrom::Reset
+    } else {
+        ReplayFrom::After(id)
+    }
 }
 
 impl SseHub {
@@ -247,18 +265,7 @@ impl SseHub {
     }
 
     fn replay_from(&self, last_id: Option<&str>, user_horizon: Uuid) -> ReplayFrom {
-        let Some(raw) = last_id.map(str::trim).filter(|s| !s.is_empty()) else {
-            return ReplayFrom::Nothing;
-        };
-        let Ok(id) = Uuid::parse_str(raw) else {
-            return ReplayFrom::Reset;
-        };
-        let horizon = user_horizon.max(lock(&self.broadcast).horizon);
-        if id < horizon {
-            ReplayFrom::Reset
-        } else {
-            ReplayFrom::After(id)
-        }
+        replay_from(last_id, user_horizon.max(lock(&self.broadcast).horizon))
     }
 
     /// Opens a stream for `who`: the `connect` event, then replay after `last_id`, then live.

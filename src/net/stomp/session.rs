@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{sleep, Sleep};
-use uuid::Uuid;
 
+use super::backend::StompBackend;
 use super::hub::Hub;
 use crate::domain::Role;
 use crate::net::conn::clock::now_ms;
@@ -31,7 +31,6 @@ use crate::proto::stomp::{
 use crate::security::Principal;
 use crate::service::destinations::{Destination, DestinationError};
 use crate::service::messages::MessageCreateRequest;
-use crate::service::Services;
 use crate::telemetry::metrics;
 
 /// The server's heart-beat offer: it can send and wants to receive every 10 s (Spring's
@@ -59,7 +58,8 @@ pub struct StompLimits {
 
 /// What every STOMP session of an endpoint shares.
 pub struct StompContext {
-    pub services: Arc<Services>,
+    /// Authentication, authorization, message creation (`Services` in the server).
+    pub backend: Arc<dyn StompBackend>,
     pub hub: Arc<Hub>,
     pub limits: StompLimits,
 }
@@ -317,10 +317,10 @@ impl StompSession {
         ) {
             return self.refuse(receipt, &e.to_string());
         }
-        let services = self.ctx.services.clone();
+        let authenticated = self.ctx.backend.clone().authenticate(token);
         let receipt = receipt.map(str::to_string);
         self.job = Some(Box::pin(async move {
-            let result = services.authenticate_stomp(&token).await;
+            let result = authenticated.await;
             Done::Authenticated {
                 receipt,
                 heart_beat,
@@ -356,10 +356,10 @@ impl StompSession {
         self.principal = Some(Box::new(principal));
         // A logout that raced with this CONNECT was published before the registration and
         // would be missed: check the login session once more now that revocations reach us.
-        let services = self.ctx.services.clone();
+        let ended = sid.map(|sid| self.ctx.backend.clone().is_session_ended(sid));
         self.job = Some(Box::pin(async move {
-            let ended = match sid {
-                Some(sid) => services.registry.is_ended(sid).await.unwrap_or(false),
+            let ended = match ended {
+                Some(ended) => ended.await,
                 None => false,
             };
             Done::SessionChecked {
@@ -451,13 +451,17 @@ impl StompSession {
         let Some(principal) = self.principal.as_deref().cloned() else {
             return;
         };
-        let services = self.ctx.services.clone();
         let receipt = receipt.map(str::to_string);
         if let Destination::Broker(_) = parsed {
             return self.on_authorized(receipt, id, canonical, Ok(()));
         }
+        let authorized = self
+            .ctx
+            .backend
+            .clone()
+            .authorize_subscription(principal, parsed);
         self.job = Some(Box::pin(async move {
-            let result = services.authorize_subscription(&principal, &parsed).await;
+            let result = authorized.await;
             Done::Authorized {
                 receipt,
                 id,
@@ -508,7 +512,7 @@ impl StompSession {
                     return self.refuse(receipt, &why);
                 }
                 let max = self.ctx.limits.broker_max_body;
-                match self.ctx.services.broker_send(&parsed, &body, max) {
+                match self.ctx.backend.broker_send(&parsed, &body, max) {
                     Ok(()) => self.receipt(receipt),
                     Err(e) => self.refuse(receipt, &e.to_string()),
                 }
@@ -550,19 +554,10 @@ impl StompSession {
                 return self.refuse(receipt, &why);
             }
         };
-        let services = self.ctx.services.clone();
+        let created = self.ctx.backend.clone().create_message(principal, request);
         let receipt = receipt.map(str::to_string);
         self.sends.push_back(Box::pin(async move {
-            let request_id = Uuid::new_v4().simple().to_string();
-            // STOMP waits for room in the writer's queue (no REST-style 503 timeout).
-            let result = match services
-                .submit_message(&principal, request, Vec::new(), request_id)
-                .await
-            {
-                Ok(pending) => pending.await.map(|_| ()),
-                Err(e) => Err(e),
-            }
-            .map_err(|e| refused(&e));
+            let result = created.await.map_err(|e| refused(&e));
             Sent { receipt, result }
         }));
     }
@@ -700,5 +695,116 @@ impl Session for StompSession {
         self.timer = None;
         self.closed = true;
         tracing::debug!("stomp connection {} ended", self.conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::conn::{Encoding, QueueLimits};
+    use crate::net::stomp::backend::MemoryBackend;
+    use std::collections::VecDeque;
+
+    fn context(hub: &Arc<Hub>) -> Arc<StompContext> {
+        Arc::new(StompContext {
+            backend: MemoryBackend::new(hub.clone()),
+            hub: hub.clone(),
+            limits: StompLimits {
+                frame: Limits::default(),
+                max_subscriptions: 4,
+                max_subscriptions_per_destination: 1,
+                broker_max_body: 64,
+                broker_rate: 10,
+                max_in_flight_sends: 1,
+            },
+        })
+    }
+
+    /// Feeds `input` as one client message, drives the session's work as its driver does,
+    /// and returns what it sent.
+    fn exchange(session: &mut StompSession, out: &Outbound, input: &str) -> String {
+        session.on_message(Bytes::copy_from_slice(input.as_bytes()));
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        while session.poll_work(&mut cx).is_ready() {}
+        let mut items = VecDeque::new();
+        out.take(&mut items);
+        items
+            .iter()
+            .map(|i| String::from_utf8_lossy(&i.to_bytes()).into_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_real_session_runs_on_the_memory_backend() {
+        let hub = Hub::new(10, 2);
+        let ctx = context(&hub);
+        let out = Outbound::new(Encoding::Raw, QueueLimits::default());
+        let mut s = StompSession::new(ctx, out.clone());
+        let sent = exchange(
+            &mut s,
+            &out,
+            "CONNECT\naccept-version:1.2\nAuthorization:Bearer user:alice\n\n\0",
+        );
+        assert!(sent.starts_with("CONNECTED\n"), "{sent}");
+        assert!(sent.contains("user-name:alice\n"), "{sent}");
+        let sent = exchange(
+            &mut s,
+            &out,
+            "SUBSCRIBE\nid:1\ndestination:/sub/room\nreceipt:r1\n\n\0\
+             SEND\ndestination:/sub/room\n\nhello\0",
+        );
+        assert!(sent.starts_with("RECEIPT\nreceipt-id:r1\n"), "{sent}");
+        assert!(sent.contains("MESSAGE\nsubscription:1\ndestination:/sub/room\n"));
+        assert!(sent.ends_with("\n\nhello\0"), "{sent}");
+        assert_eq!(hub.subscriber_count("/sub/room"), 1);
+        s.on_close(&CloseReason::normal());
+        assert_eq!(hub.subscriber_count("/sub/room"), 0);
+        assert_eq!(hub.session_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn refusals_are_an_error_frame_then_the_close() {
+        let hub = Hub::new(10, 2);
+        let ctx = context(&hub);
+        let private = "/sub/channels.01000000-0000-4000-8000-000000000002.messages";
+        for (input, needle) in [
+            (
+                "SUBSCRIBE\nid:1\ndestination:/sub/x\n\n\0",
+                "CONNECT expected",
+            ),
+            (
+                "CONNECT\nAuthorization:Bearer ended:carol\n\n\0",
+                "Unauthorized: token revoked",
+            ),
+            (
+                "CONNECT\nAuthorization:Bearer nobody\n\n\0",
+                "invalid token",
+            ),
+        ] {
+            let out = Outbound::new(Encoding::Raw, QueueLimits::default());
+            let mut s = StompSession::new(ctx.clone(), out.clone());
+            let sent = exchange(&mut s, &out, input);
+            assert!(
+                sent.starts_with("ERROR\n") && sent.contains(needle),
+                "{sent}"
+            );
+            assert!(out.is_closed());
+            s.on_close(&CloseReason::normal());
+        }
+        let out = Outbound::new(Encoding::Raw, QueueLimits::default());
+        let mut s = StompSession::new(ctx, out.clone());
+        exchange(&mut s, &out, "CONNECT\nAuthorization:Bearer user:bob\n\n\0");
+        let sent = exchange(
+            &mut s,
+            &out,
+            &format!("SUBSCRIBE\nid:1\ndestination:{private}\nreceipt:r\n\n\0"),
+        );
+        assert!(
+            sent.contains("receipt-id:r\n") && sent.contains("private"),
+            "{sent}"
+        );
+        assert!(out.is_closed());
+        s.on_close(&CloseReason::normal());
+        assert_eq!(hub.session_count(), 0);
     }
 }

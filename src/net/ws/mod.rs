@@ -46,7 +46,7 @@ impl WsEndpoint {
             max_in_flight_sends: 1,
         };
         let ctx = Arc::new(StompContext {
-            services,
+            backend: services,
             hub: hub.clone(),
             limits,
         });
