@@ -85,7 +85,8 @@ if step "cargo build --all-targets" cargo build --all-targets; then
     export DISCODEIT_BIN="$TARGET_DIR/debug/discodeit"
     step "cargo fmt --check" cargo fmt --all -- --check
     step "cargo clippy -D warnings" cargo clippy --all-targets -- -D warnings
-    step "cargo test" cargo test --all-targets -- --test-threads=4
+    # --no-fail-fast: one failing binary must not hide the others.
+    step "cargo test" cargo test --no-fail-fast --all-targets -- --test-threads=4
     # A short run of every fuzz target from its seeds (fuzz/, docs/fuzzing.md): regressions in
     # the parsers and the STOMP session show up here.
     step "fuzz targets (5 s each)" ./scripts/fuzz.sh --seconds 5
