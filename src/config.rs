@@ -165,6 +165,10 @@ pub const KNOWN_VARS: &[Var] = &[
         "SENDs to plain /sub/... destinations per connection and second, burst as large [200]",
     ),
     v(
+        "DISCODEIT_STOMP_MAX_IN_FLIGHT_SENDS",
+        "SEND /pub/messages frames of one connection admitted and awaiting their commit [256]",
+    ),
+    v(
         "DISCODEIT_SOCKET_SEND_BUFFER",
         "SO_SNDBUF per connection, bytes [unset: kernel]",
     ),
@@ -327,6 +331,7 @@ pub struct Config {
     pub stomp_max_subscribers_per_destination: usize,
     pub stomp_broker_max_body_bytes: usize,
     pub stomp_broker_rate: u32,
+    pub stomp_max_in_flight_sends: usize,
     pub socket_send_buffer: Option<usize>,
     pub message_batch_max: usize,
     pub message_batch_window: Duration,
@@ -633,6 +638,8 @@ impl Config {
                 as usize,
             stomp_broker_rate: parse_num("DISCODEIT_STOMP_BROKER_RATE", 200)?.clamp(1, 1_000_000)
                 as u32,
+            stomp_max_in_flight_sends: parse_num("DISCODEIT_STOMP_MAX_IN_FLIGHT_SENDS", 256)?
+                .clamp(1, 100_000) as usize,
             socket_send_buffer: match var("DISCODEIT_SOCKET_SEND_BUFFER") {
                 Some(_) => Some(parse_num("DISCODEIT_SOCKET_SEND_BUFFER", 0)? as usize),
                 None => None,

@@ -689,3 +689,136 @@ async fn channel_and_author_changes_are_seen_at_once() {
     )
     .await;
 }
+
+/// One STOMP session's SENDs do not wait for each other's commit (issue 10, pipelined SENDs):
+/// with the writer held, 40 SENDs of one session are all queued at once; released, they are
+/// answered in order, stored in order, broadcast in order, in a few shared transactions.
+#[tokio::test]
+async fn one_sessions_sends_are_pipelined_and_keep_their_order() {
+    const N: usize = 40;
+    let server = TestServer::start().await;
+    let mut admin = server.client();
+    admin.admin().await;
+    let general = id_of(&admin.create_public_channel("general").await);
+    let senders = users(&server, "pipe", 2).await;
+    let mut sub =
+        StompClient::connected(&server.base, Kind::Raw, senders[1].token.as_ref().unwrap()).await;
+    sub.subscribe_confirmed("sub-0", &dest(&general)).await;
+
+    let gate = WriterGate::close(&server).await;
+    let occupied = gate.occupy(&admin, &general, "first").await;
+    let me = senders[0].user_id();
+    let mut c =
+        StompClient::connected(&server.base, Kind::Raw, senders[0].token.as_ref().unwrap()).await;
+    for j in 0..N {
+        c.send(&send_frame(
+            &general,
+            &me,
+            &format!("p-{j:02}"),
+            &format!("r-{j}"),
+        ))
+        .await;
+    }
+    // Every SEND is queued behind the held batches: none waited for another's commit.
+    wait_queued(&admin, N as u64).await;
+    assert!(
+        c.next_frame(Duration::ZERO).await.is_none(),
+        "nothing answered yet"
+    );
+    gate.release().await;
+    for t in occupied {
+        assert_eq!(t.await.unwrap().status(), StatusCode::CREATED);
+    }
+    for j in 0..N {
+        let f = c.next_non_message(WAIT).await.expect("RECEIPT");
+        assert_eq!(f.command, Command::Receipt, "{f:?}");
+        assert_eq!(f.header("receipt-id"), Some(format!("r-{j}").as_str()));
+    }
+    let mut received = Vec::new();
+    while received.len() < N + IN_FLIGHT {
+        let (_, m) = sub.next_message_json().await;
+        received.push(m["content"].as_str().unwrap().to_string());
+    }
+    let sent: Vec<String> = (0..N).map(|j| format!("p-{j:02}")).collect();
+    let pipelined: Vec<String> = received
+        .into_iter()
+        .filter(|c| c.starts_with("p-"))
+        .collect();
+    assert_eq!(pipelined, sent, "broadcast in the order sent");
+    let stored: Vec<String> = server
+        .db()
+        .await
+        .query(
+            "SELECT content FROM messages WHERE content LIKE 'p-%' ORDER BY created_at, id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored, sent, "stored in the order sent");
+    let xmins = xmin_by_content(&server).await;
+    let transactions: HashSet<_> = sent.iter().map(|c| xmins[c]).collect();
+    assert!(
+        transactions.len() < N / 4,
+        "{N} pipelined SENDs took {} transactions",
+        transactions.len()
+    );
+}
+
+/// A SEND refused behind others in flight: the SENDs before it are answered first, then its
+/// ERROR (with its receipt id) closes the session, and no frame after it is read or written.
+#[tokio::test]
+async fn a_refused_send_is_answered_after_the_sends_before_it() {
+    let server = TestServer::start().await;
+    let mut admin = server.client();
+    admin.admin().await;
+    let general = id_of(&admin.create_public_channel("general").await);
+    let senders = users(&server, "refuse", 2).await;
+    let gate = WriterGate::close(&server).await;
+    let occupied = gate.occupy(&senders[1], &general, "first").await;
+    let me = senders[0].user_id();
+    let mut c =
+        StompClient::connected(&server.base, Kind::Raw, senders[0].token.as_ref().unwrap()).await;
+    for j in 0..5 {
+        c.send(&send_frame(
+            &general,
+            &me,
+            &format!("ok-{j}"),
+            &format!("r-{j}"),
+        ))
+        .await;
+    }
+    // Refused before the queue (PostgreSQL cannot store NUL), then more that must not be read.
+    c.send(&send_frame(&general, &me, "bad\u{0}", "r-bad"))
+        .await;
+    for j in 0..3 {
+        c.send(&send_frame(
+            &general,
+            &me,
+            &format!("after-{j}"),
+            &format!("a-{j}"),
+        ))
+        .await;
+    }
+    wait_queued(&admin, 5).await;
+    gate.release().await;
+    for t in occupied {
+        assert_eq!(t.await.unwrap().status(), StatusCode::CREATED);
+    }
+    for j in 0..5 {
+        let f = c.next_non_message(WAIT).await.expect("RECEIPT");
+        assert_eq!(f.command, Command::Receipt, "{f:?}");
+        assert_eq!(f.header("receipt-id"), Some(format!("r-{j}").as_str()));
+    }
+    let e = c.expect_error_and_close("NUL").await;
+    assert_eq!(e.header("receipt-id"), Some("r-bad"));
+    let mut stored: Vec<String> = xmin_by_content(&server)
+        .await
+        .into_keys()
+        .filter(|c| !c.starts_with("first"))
+        .collect();
+    stored.sort();
+    assert_eq!(stored, ["ok-0", "ok-1", "ok-2", "ok-3", "ok-4"]);
+}

@@ -36,8 +36,11 @@ async fn slow_subscriber_over_the_age_limit_is_dropped_while_others_get_everythi
     storm(&server, "slow_age", "waited more than 3000 ms").await;
 }
 
-/// 100 healthy subscribers and one that never reads; every SEND in flight at once. The slow
-/// one must be closed with 1013 and a reason containing `reason`.
+/// 100 healthy subscribers and one that never reads; the SENDs go in four bursts, each
+/// pipelined (all in flight at once) and each smaller than the queue's byte limit; a burst
+/// goes once the healthy subscribers have read the one before (a burst that alone exceeds
+/// the limit would rightly drop every subscriber it reaches faster than they can read). The
+/// slow one must be closed with 1013 and a reason containing `reason`.
 async fn storm(server: &TestServer, metric_reason: &str, reason: &str) {
     let mut admin = server.client();
     admin.login(common::ADMIN, ADMIN_PASSWORD).await;
@@ -63,6 +66,7 @@ async fn storm(server: &TestServer, metric_reason: &str, reason: &str) {
         Command::Receipt
     );
 
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut readers = Vec::new();
     for _ in 0..FAST {
         let mut c = StompClient::connected(&server.base, Kind::Raw, &token).await;
@@ -70,6 +74,7 @@ async fn storm(server: &TestServer, metric_reason: &str, reason: &str) {
             c.subscribe_confirmed("sub-0", &destination).await.command,
             Command::Receipt
         );
+        let read = read.clone();
         readers.push(tokio::spawn(async move {
             let mut got = Vec::with_capacity(MESSAGES);
             while got.len() < MESSAGES {
@@ -79,16 +84,22 @@ async fn storm(server: &TestServer, metric_reason: &str, reason: &str) {
                 assert_eq!(f.command, Command::Message, "{f:?}");
                 let dto: serde_json::Value = serde_json::from_slice(&f.body).unwrap();
                 got.push(dto["content"].as_str().unwrap()[..8].to_string());
+                read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             got
         }));
     }
 
-    // One sender; only the last SEND asks for a receipt.
+    // One sender; the last SEND of each burst asks for a receipt.
     let mut sender = StompClient::connected(&server.base, Kind::Raw, &token).await;
     let padding = "x".repeat(1000);
-    let (bursts, per_burst) = (1, MESSAGES);
+    let (bursts, per_burst) = (4, MESSAGES / 4);
     for b in 0..bursts {
+        let before = FAST * b * per_burst;
+        common::eventually(60, || async {
+            (read.load(std::sync::atomic::Ordering::Relaxed) >= before).then_some(())
+        })
+        .await;
         let mut batch = Vec::new();
         for i in b * per_burst..(b + 1) * per_burst {
             let body =

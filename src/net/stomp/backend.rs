@@ -20,6 +20,9 @@ use crate::service::destinations::{broker_event, Destination, DestinationError};
 use crate::service::messages::MessageCreateRequest;
 use crate::service::Services;
 
+/// The outcome of a queued message: `Ok` once committed, or the client-facing reason.
+pub type Committed = BoxFuture<'static, Result<(), String>>;
+
 /// The session's view of the server. Futures are `'static` because the session keeps them
 /// as its pending job across polls.
 pub trait StompBackend: Send + Sync + 'static {
@@ -39,12 +42,16 @@ pub trait StompBackend: Send + Sync + 'static {
         destination: Destination,
     ) -> BoxFuture<'static, Result<(), DestinationError>>;
 
-    /// `SEND /pub/messages`: creates the message; the error is the client-facing reason.
-    fn create_message(
+    /// `SEND /pub/messages`, first half: checks what needs no database and queues the
+    /// message (waiting for room in the writer's queue). The returned [`Committed`] resolves
+    /// once its batch committed. Messages queued one after another are committed and
+    /// broadcast in that order, so a session may have many in flight and keep their order.
+    /// Errors are the client-facing reason.
+    fn submit_message(
         self: Arc<Self>,
         who: Principal,
         request: MessageCreateRequest,
-    ) -> BoxFuture<'static, Result<(), String>>;
+    ) -> BoxFuture<'static, Result<Committed, String>>;
 
     /// SEND to a plain broker destination (synchronous: it only publishes).
     fn broker_send(
@@ -75,21 +82,20 @@ impl StompBackend for Services {
         Box::pin(async move { Services::authorize_subscription(&self, &who, &destination).await })
     }
 
-    fn create_message(
+    fn submit_message(
         self: Arc<Self>,
         who: Principal,
         request: MessageCreateRequest,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Result<Committed, String>> {
         Box::pin(async move {
             let request_id = Uuid::new_v4().simple().to_string();
             // STOMP waits for room in the writer's queue (no REST-style 503 timeout).
-            match self
-                .submit_message(&who, request, Vec::new(), request_id)
+            let pending = Services::submit_message(&self, &who, request, Vec::new(), request_id)
                 .await
-            {
-                Ok(pending) => pending.await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            }
+                .map_err(|e| e.to_string())?;
+            let committed: Committed =
+                Box::pin(async move { pending.await.map(|_| ()).map_err(|e| e.to_string()) });
+            Ok(committed)
         })
     }
 
@@ -109,7 +115,7 @@ impl StompBackend for Services {
 ///   authenticates but its login session is ended; anything else is refused;
 /// - channel subscriptions are allowed when the channel id's first byte is even, denied when
 ///   odd (a private channel);
-/// - `create_message` needs a `channelId` and non-empty `content`; accepted ones are counted;
+/// - `submit_message` needs a `channelId` and non-empty `content`; accepted ones are counted;
 /// - broker SENDs follow the server's rules ([`broker_event`]) and go straight to `hub`.
 pub struct MemoryBackend {
     hub: Arc<Hub>,
@@ -214,16 +220,17 @@ impl StompBackend for MemoryBackend {
         Box::pin(async move { result })
     }
 
-    fn create_message(
+    fn submit_message(
         self: Arc<Self>,
         _who: Principal,
         request: MessageCreateRequest,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Result<Committed, String>> {
         let ok = request.channel_id.is_some()
             && request.content.as_deref().is_some_and(|c| !c.is_empty());
         let result = if ok {
             self.created.fetch_add(1, Ordering::Relaxed);
-            Ok(())
+            let committed: Committed = Box::pin(async { Ok(()) });
+            Ok(committed)
         } else {
             Err("channelId and content are required".to_string())
         };

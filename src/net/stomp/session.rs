@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{sleep, Sleep};
 
-use super::backend::StompBackend;
+use super::backend::{Committed, StompBackend};
 use super::hub::Hub;
 use crate::domain::Role;
 use crate::net::conn::clock::now_ms;
@@ -107,6 +107,11 @@ enum Done {
         destination: String,
         result: Result<(), DestinationError>,
     },
+    /// A `SEND /pub/messages` was queued for the writer (or refused before).
+    Submitted {
+        receipt: Option<String>,
+        result: Result<Committed, String>,
+    },
 }
 
 /// The outcome of one `SEND /pub/messages`, in order.
@@ -135,6 +140,9 @@ pub struct StompSession {
     timer: Option<Pin<Box<Sleep>>>,
     job: Option<BoxFuture<'static, Done>>,
     sends: FuturesOrdered<BoxFuture<'static, Sent>>,
+    /// A SEND was refused behind others still in flight: its ERROR waits for their receipts,
+    /// and no further frame is read meanwhile.
+    send_refused: bool,
     /// DISCONNECT waits for in-flight sends; its receipt is sent after them.
     disconnect: Option<Option<String>>,
     bucket: Bucket,
@@ -161,6 +169,7 @@ impl StompSession {
             timer: Some(Box::pin(sleep(CONNECT_TIMEOUT))),
             job: None,
             sends: FuturesOrdered::new(),
+            send_refused: false,
             disconnect: None,
             closed: false,
             connected: false,
@@ -541,8 +550,10 @@ impl StompSession {
     }
 
     /// `SEND /pub/messages`: the same service call as `POST /api/messages` without files.
+    /// Queueing the message is a job (the session reads no further frame until it is
+    /// queued, which fixes the order); waiting for its commit is not: up to
+    /// `max_in_flight_sends` wait at once, answered in order.
     fn create_message(&mut self, receipt: Option<&str>, body: Bytes) {
-        let refused = |why: &dyn std::fmt::Display| format!("SEND /pub/messages refused: {why}");
         let Some(principal) = self.principal.as_deref().cloned() else {
             return;
         };
@@ -550,16 +561,40 @@ impl StompSession {
         let request: MessageCreateRequest = match crate::net::request::parse_json(&body) {
             Ok(r) => r,
             Err(e) => {
-                let why = refused(&format!("malformed MessageCreateRequest JSON: {e}"));
-                return self.refuse(receipt, &why);
+                let why = format!("malformed MessageCreateRequest JSON: {e}");
+                return self.refuse_send(receipt.map(str::to_string), &why);
             }
         };
-        let created = self.ctx.backend.clone().create_message(principal, request);
+        let submitted = self.ctx.backend.clone().submit_message(principal, request);
         let receipt = receipt.map(str::to_string);
-        self.sends.push_back(Box::pin(async move {
-            let result = created.await.map_err(|e| refused(&e));
-            Sent { receipt, result }
+        self.job = Some(Box::pin(async move {
+            let result = submitted.await;
+            Done::Submitted { receipt, result }
         }));
+    }
+
+    fn on_submitted(&mut self, receipt: Option<String>, result: Result<Committed, String>) {
+        match result {
+            Ok(committed) => self.sends.push_back(Box::pin(async move {
+                let result = committed.await.map_err(|why| send_refused(&why));
+                Sent { receipt, result }
+            })),
+            Err(why) => self.refuse_send(receipt, &why),
+        }
+    }
+
+    /// Refuses a `SEND /pub/messages` after the answers to the SENDs before it.
+    fn refuse_send(&mut self, receipt: Option<String>, why: &str) {
+        let message = send_refused(why);
+        if self.sends.is_empty() {
+            return self.refuse(receipt.as_deref(), &message);
+        }
+        self.send_refused = true;
+        self.sends
+            .push_back(Box::pin(futures_util::future::ready(Sent {
+                receipt,
+                result: Err(message),
+            })));
     }
 
     fn on_done(&mut self, done: Done) {
@@ -580,6 +615,7 @@ impl StompSession {
                 destination,
                 result,
             } => self.on_authorized(receipt, id, destination, result),
+            Done::Submitted { receipt, result } => self.on_submitted(receipt, result),
         }
     }
 
@@ -613,6 +649,10 @@ impl StompSession {
             t.as_mut().reset(tokio::time::Instant::now() + period);
         }
     }
+}
+
+fn send_refused(why: &str) -> String {
+    format!("SEND /pub/messages refused: {why}")
 }
 
 /// A quarter of the shortest heart-beat interval (at least 100 ms).
@@ -675,7 +715,9 @@ impl Session for StompSession {
     }
 
     fn busy(&self) -> bool {
-        self.job.is_some() || self.sends.len() >= self.ctx.limits.max_in_flight_sends
+        self.job.is_some()
+            || self.send_refused
+            || self.sends.len() >= self.ctx.limits.max_in_flight_sends
     }
 
     fn on_close(&mut self, _reason: &CloseReason) {

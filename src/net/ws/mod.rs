@@ -43,7 +43,7 @@ impl WsEndpoint {
             max_subscriptions_per_destination: config.stomp_max_subscriptions_per_destination,
             broker_max_body: config.stomp_broker_max_body_bytes,
             broker_rate: config.stomp_broker_rate,
-            max_in_flight_sends: 1,
+            max_in_flight_sends: config.stomp_max_in_flight_sends,
         };
         let ctx = Arc::new(StompContext {
             backend: services,
