@@ -214,6 +214,10 @@ pub const KNOWN_VARS: &[Var] = &[
         "partitions of the message topics at creation [4]",
     ),
     v(
+        "KAFKA_FETCH_WAIT_MS",
+        "longest a consumer fetch waits at the broker for new records [10]",
+    ),
+    v(
         "KAFKA_SESSION_TIMEOUT_MS",
         "consumer group session timeout [6000]",
     ),
@@ -345,6 +349,7 @@ pub struct Config {
     pub kafka_topic_prefix: String,
     pub kafka_partitions: i32,
     pub kafka_session_timeout_ms: u64,
+    pub kafka_fetch_wait_ms: u64,
     pub kafka_heartbeat_interval_ms: u64,
     pub kafka_message_max_bytes: usize,
     pub faults: Faults,
@@ -668,6 +673,7 @@ impl Config {
             kafka_topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "discodeit.".into()),
             kafka_partitions: parse_num("KAFKA_TOPIC_PARTITIONS", 4)?.clamp(1, 1024) as i32,
             kafka_session_timeout_ms: parse_num("KAFKA_SESSION_TIMEOUT_MS", 6000)?.max(1000),
+            kafka_fetch_wait_ms: parse_num("KAFKA_FETCH_WAIT_MS", 10)?.clamp(1, 5000),
             kafka_heartbeat_interval_ms: parse_num("KAFKA_HEARTBEAT_INTERVAL_MS", 1000)?.max(100),
             kafka_message_max_bytes: kafka_message_max_bytes as usize,
             faults: Faults::parse(var("DISCODEIT_FAULT_INJECTION"))?,

@@ -354,9 +354,10 @@ pub fn start_consumer(
             "heartbeat.interval.ms",
             config.kafka_heartbeat_interval_ms.to_string(),
         )
-        // Bounds the wait of an idle fetch: the broker answers as soon as data arrives or
-        // after this long, whichever is first.
-        .set("fetch.wait.max.ms", "50")
+        // Bounds the wait of a fetch. Kafka answers as soon as data arrives, so there this
+        // only paces idle polls; a broker that holds the fetch for the whole wait (tansu)
+        // adds up to this much to every event's latency (perf/RESULTS.md, the ceiling).
+        .set("fetch.wait.max.ms", config.kafka_fetch_wait_ms.to_string())
         .set("statistics.interval.ms", STATS_INTERVAL_MS)
         .create_with_context(LagStats)
         .map_err(|e| format!("kafka consumer: {e}"))?;

@@ -374,6 +374,7 @@ async fn relay(
             republish_again = true;
             republish_recent(client, &leadership.lease).await?;
         }
+        let round = std::time::Instant::now();
         let pending = rows::pending(client, BATCH as i64).await?;
         if pending.is_empty() {
             if last_cleanup.elapsed() > Duration::from_secs(60) {
@@ -387,12 +388,23 @@ async fn relay(
         if !leadership.keep(client).await? {
             return Ok(());
         }
+        let fetched = round.elapsed();
         let Some(outcome) = publish_renewing(client, publisher, &pending, leadership).await? else {
             return Ok(());
         };
+        let published = round.elapsed();
         if !rows::mark_sent_fenced(client, &outcome.sent, &leadership.lease).await? {
             return Ok(());
         }
+        // The relay's share of an event's latency (perf/RESULTS.md, the scale-out breakdown).
+        tracing::debug!(
+            "relay round: {} rows, fetched in {} µs, published (acknowledged) in {} µs, \
+             marked sent in {} µs",
+            pending.len(),
+            fetched.as_micros(),
+            (published - fetched).as_micros(),
+            (round.elapsed() - published).as_micros()
+        );
         for (id, error) in &outcome.dead {
             tracing::warn!("outbox relay: dead-lettering outbox row {id}: {error}");
             rows::move_to_dead_letters(client, *id, &error.to_string()).await?;
