@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::worker::{Conn, Opened};
+use crate::net::{Conn, Ended};
 use crate::Res;
 
 type Ws = WebSocketStream<TcpStream>;
@@ -83,35 +83,55 @@ impl Route {
 
 /// Connects and subscribes to `destination`; returns after the subscription's RECEIPT, when
 /// the server is sure to route the destination's messages to it.
-pub async fn open(conn: &Conn, token: &str, destination: &str) -> Res<Opened> {
+pub async fn open(conn: &Conn, token: &str, destination: &str) -> Res<Ws> {
     let mut ws = connect(conn, token).await?;
     let sub = format!("SUBSCRIBE\nid:sub-0\ndestination:{destination}\nreceipt:r-0\n\n\0");
     ws.send(Message::text(sub)).await?;
     expect(&mut ws, "RECEIPT").await?;
-    Ok(Opened::Stomp(Box::new(ws)))
+    Ok(ws)
 }
 
 /// Reads MESSAGE frames until the connection ends, calling `on_message(sent_us, receive_us)`
-/// for every benchmark message.
-pub async fn run(mut ws: Ws, mut on_message: impl FnMut(i64, i64)) -> Res<()> {
+/// for every benchmark message; returns how it ended. The server is taken to have said why
+/// when a close frame with a code came, or a STOMP ERROR frame (its `message` header).
+pub async fn run(mut ws: Ws, mut on_message: impl FnMut(i64, i64)) -> Ended {
+    let mut error: Option<String> = None;
+    let ended = |error: Option<String>, what: String| match error {
+        Some(e) => Ended::Told(format!("stomp ERROR {e}")),
+        None => Ended::Untold(format!("ws {what}")),
+    };
     while let Some(msg) = ws.next().await {
         let now = crate::stats::now_us();
-        let data = match msg? {
-            Message::Text(t) => t.into(),
-            Message::Binary(b) => b,
-            Message::Close(c) => return Err(format!("server closed: {c:?}").into()),
-            _ => continue,
+        let data = match msg {
+            Ok(Message::Text(t)) => t.into(),
+            Ok(Message::Binary(b)) => b,
+            Ok(Message::Close(Some(c))) => {
+                return Ended::Told(format!("ws {} {}", u16::from(c.code), c.reason));
+            }
+            Ok(Message::Close(None)) => return ended(error, "close frame without a code".into()),
+            Ok(_) => continue,
+            Err(e) => return ended(error, e.to_string()),
         };
         for frame in data.split(|&b| b == 0) {
             if let Some(sent) = stamp_of(frame) {
                 on_message(sent, now);
-            } else if frame.trim_ascii_start().starts_with(b"ERROR") {
-                let text = String::from_utf8_lossy(frame).replace('\n', " | ");
-                return Err(format!("ERROR frame: {text}").into());
+            } else if error.is_none() && frame.trim_ascii_start().starts_with(b"ERROR") {
+                // The close follows; keep reading for its code.
+                error = Some(error_message(frame));
             }
         }
     }
-    Err("connection ended".into())
+    ended(error, "EOF".into())
+}
+
+/// An ERROR frame's `message` header (or its first line).
+fn error_message(frame: &[u8]) -> String {
+    let text = String::from_utf8_lossy(frame.trim_ascii_start());
+    text.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("message:"))
+        .unwrap_or_else(|| text.lines().next().unwrap_or(""))
+        .to_string()
 }
 
 /// The send time carried by a MESSAGE frame's `"content":"t=<µs>"`.
@@ -201,5 +221,12 @@ mod tests {
         let f = b"MESSAGE\ndestination:/sub/x\n\n{\"id\":\"1\",\"content\":\"t=1712345678901234 #7\",\"x\":1}";
         assert_eq!(super::stamp_of(f), Some(1712345678901234));
         assert_eq!(super::stamp_of(b"MESSAGE\n\n{\"content\":\"hello\"}"), None);
+    }
+
+    #[test]
+    fn error_message_header() {
+        let f = b"\nERROR\nmessage:Slow consumer\ncontent-length:3\n\nabc";
+        assert_eq!(super::error_message(f), "Slow consumer");
+        assert_eq!(super::error_message(b"ERROR\n\nbody"), "ERROR");
     }
 }
