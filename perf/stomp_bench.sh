@@ -15,6 +15,9 @@
 # loadgen splits the subscribers over ceil(N/9000) worker processes (20,000 open files each).
 # Prints one line per run while it goes, then a Markdown table (also in $BENCH_OUT/table.md).
 set -euo pipefail
+# LOADGEN_ARGS: more loadgen options, e.g. "--max-p99-ms 1000" (stop the rate ladder at the
+# first rate past it) or "--warmup 2". SERVER_BIN, BENCH_NO_BUILD, BENCH_SERVER_ENV: see
+# perf/bench_lib.sh.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=perf/bench_lib.sh
 source perf/bench_lib.sh
@@ -35,10 +38,11 @@ for mode in $MODES; do
         log="$BENCH_OUT/stomp-$mode-$conns.log"
         logs+=("$log")
         echo "== STOMP ($mode): $conns subscribers, $PUBLISHERS publishers, rates $rates/s for ${DURATION}s (server pid $BENCH_PID)"
+        # shellcheck disable=SC2086 # LOADGEN_ARGS is a list of options
         "$LOADGEN" stomp --mode "$mode" --url "$BENCH_URL" --server-pid "$BENCH_PID" \
             --conns "$conns" --per-user 100 --publishers "$PUBLISHERS" --rate "$rates" \
             --duration "$DURATION" --sources 8 --admin-user "$BENCH_ADMIN" \
-            --admin-password "$BENCH_ADMIN_PASSWORD" \
+            --admin-password "$BENCH_ADMIN_PASSWORD" ${LOADGEN_ARGS:-} \
             2> >(tee -a "$log.err" >&2) | tee "$log"
         bench_server_stop
     done
