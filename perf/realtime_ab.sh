@@ -42,10 +42,17 @@ run() {
     shift 3
     echo "== $name ($(basename "$bin")) $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)" |
         tee -a "$OUT/summary.md"
-    env "$@" SERVER_BIN="$bin" BENCH_OUT="$OUT/$name" "$script" >"$OUT/$name.out" 2>&1 || {
-        echo "   failed: see $OUT/$name.out" | tee -a "$OUT/summary.md"
+    # Kernel TCP memory (both ends: the generator runs here too) once a second, for sizing.
+    (while sleep 1; do echo "$(date -u +%T) $(grep '^TCP:' /proc/net/sockstat)"; done) \
+        >"$OUT/$name.sockstat" &
+    local sampler=$! rc=0
+    env "$@" SERVER_BIN="$bin" BENCH_OUT="$OUT/$name" "$script" >"$OUT/$name.out" 2>&1 || rc=$?
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+    if [[ $rc != 0 ]]; then
+        echo "   failed ($rc): see $OUT/$name.out" | tee -a "$OUT/summary.md"
         return 0
-    }
+    fi
     grep -E '^\|' "$OUT/$name.out" >>"$OUT/summary.md" || true
     grep -E 'whole run|server RSS' "$OUT/$name.out" >>"$OUT/summary.md" || true
 }
