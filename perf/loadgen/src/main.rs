@@ -26,6 +26,7 @@ mod sse;
 mod stats;
 mod stomp;
 mod worker;
+mod wsclient;
 
 /// Errors of a benchmark run: reported and fatal, so one boxed type is enough.
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;

@@ -167,7 +167,8 @@ pub async fn open(conn: &Conn, token: &str) -> Res<SseConn> {
         conn.host
     );
     tcp.write_all(req.as_bytes()).await?;
-    let mut buf = vec![0u8; 4096];
+    // Big reads: when the server has coalesced many events, one read takes them all.
+    let mut buf = vec![0u8; 16 * 1024];
     let mut head = Vec::new();
     let body_start = loop {
         let n = tcp.read(&mut buf).await?;

@@ -1,5 +1,6 @@
-//! STOMP 1.2 over a raw WebSocket (`/ws/websocket`): subscribers that time every MESSAGE, and
-//! publishers that SEND `/pub/messages` with their send time in the content.
+//! STOMP 1.2 over a raw WebSocket (`/ws/websocket`): subscribers that time every MESSAGE (over
+//! [`WsClient`], the generator's own cheap frame reader), and publishers that SEND
+//! `/pub/messages` with their send time in the content (over tungstenite).
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -9,6 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::net::{Conn, Ended};
+use crate::wsclient::{Frame, WsClient};
 use crate::Res;
 
 type Ws = WebSocketStream<TcpStream>;
@@ -83,45 +85,103 @@ impl Route {
 
 /// Connects and subscribes to `destination`; returns after the subscription's RECEIPT, when
 /// the server is sure to route the destination's messages to it.
-pub async fn open(conn: &Conn, token: &str, destination: &str) -> Res<Ws> {
-    let mut ws = connect(conn, token).await?;
+pub async fn open(conn: &Conn, token: &str, destination: &str) -> Res<WsClient> {
+    let mut ws = WsClient::open(conn, "/ws/websocket").await?;
+    let connect = format!(
+        "CONNECT\naccept-version:1.2\nhost:{}\nheart-beat:0,0\nAuthorization:Bearer {token}\n\n\0",
+        conn.host
+    );
+    ws.send_text(connect.as_bytes()).await?;
+    wait_for(&mut ws, b"CONNECTED").await?;
     let sub = format!("SUBSCRIBE\nid:sub-0\ndestination:{destination}\nreceipt:r-0\n\n\0");
-    ws.send(Message::text(sub)).await?;
-    expect(&mut ws, "RECEIPT").await?;
+    ws.send_text(sub.as_bytes()).await?;
+    wait_for(&mut ws, b"RECEIPT").await?;
     Ok(ws)
+}
+
+/// Reads until a STOMP frame with `command`; an ERROR frame or a close is an error.
+async fn wait_for(ws: &mut WsClient, command: &[u8]) -> Res<()> {
+    let what = String::from_utf8_lossy(command).into_owned();
+    loop {
+        let mut outcome: Option<Result<(), String>> = None;
+        let open = ws
+            .next_batch(|f, _| {
+                if outcome.is_some() {
+                    return;
+                }
+                match f {
+                    Frame::Data(d) => {
+                        for frame in d.split(|&b| b == 0) {
+                            let frame = frame.trim_ascii_start();
+                            if frame.starts_with(command) {
+                                outcome = Some(Ok(()));
+                                return;
+                            }
+                            if frame.starts_with(b"ERROR") {
+                                let text = String::from_utf8_lossy(frame).replace('\n', " | ");
+                                outcome = Some(Err(format!("waiting for {what}: {text}")));
+                                return;
+                            }
+                        }
+                    }
+                    Frame::Close(code, reason) => {
+                        outcome = Some(Err(format!(
+                            "closed while waiting for {what}: {code:?} {reason}"
+                        )))
+                    }
+                    Frame::Control => {}
+                }
+            })
+            .await?;
+        if let Some(o) = outcome {
+            return o.map_err(Into::into);
+        }
+        if !open {
+            return Err(format!("closed while waiting for {what}").into());
+        }
+    }
 }
 
 /// Reads MESSAGE frames until the connection ends, calling `on_message(sent_us, receive_us)`
 /// for every benchmark message; returns how it ended. The server is taken to have said why
 /// when a close frame with a code came, or a STOMP ERROR frame (its `message` header).
-pub async fn run(mut ws: Ws, mut on_message: impl FnMut(i64, i64)) -> Ended {
+pub async fn run(mut ws: WsClient, mut on_message: impl FnMut(i64, i64)) -> Ended {
     let mut error: Option<String> = None;
+    let mut closed: Option<(Option<u16>, String)> = None;
     let ended = |error: Option<String>, what: String| match error {
         Some(e) => Ended::Told(format!("stomp ERROR {e}")),
         None => Ended::Untold(format!("ws {what}")),
     };
-    while let Some(msg) = ws.next().await {
-        let now = crate::stats::now_us();
-        let data = match msg {
-            Ok(Message::Text(t)) => t.into(),
-            Ok(Message::Binary(b)) => b,
-            Ok(Message::Close(Some(c))) => {
-                return Ended::Told(format!("ws {} {}", u16::from(c.code), c.reason));
-            }
-            Ok(Message::Close(None)) => return ended(error, "close frame without a code".into()),
-            Ok(_) => continue,
-            Err(e) => return ended(error, e.to_string()),
-        };
-        for frame in data.split(|&b| b == 0) {
-            if let Some(sent) = stamp_of(frame) {
-                on_message(sent, now);
-            } else if error.is_none() && frame.trim_ascii_start().starts_with(b"ERROR") {
-                // The close follows; keep reading for its code.
-                error = Some(error_message(frame));
-            }
+    loop {
+        let read = ws
+            .next_batch(|f, now| match f {
+                Frame::Data(d) => {
+                    for frame in d.split(|&b| b == 0) {
+                        if let Some(sent) = stamp_of(frame) {
+                            on_message(sent, now);
+                        } else if error.is_none() && frame.trim_ascii_start().starts_with(b"ERROR")
+                        {
+                            // The close follows; keep reading for its code.
+                            error = Some(error_message(frame));
+                        }
+                    }
+                }
+                Frame::Close(code, reason) => {
+                    if closed.is_none() {
+                        closed = Some((code, reason));
+                    }
+                }
+                Frame::Control => {}
+            })
+            .await;
+        match (closed.take(), read) {
+            (Some((Some(code), reason)), _) => return Ended::Told(format!("ws {code} {reason}")),
+            (Some((None, _)), _) => return ended(error, "close frame without a code".into()),
+            (None, Ok(true)) => {}
+            (None, Ok(false)) => return ended(error, "EOF".into()),
+            (None, Err(e)) => return ended(error, e.to_string()),
         }
     }
-    ended(error, "EOF".into())
 }
 
 /// An ERROR frame's `message` header (or its first line).
@@ -136,11 +196,19 @@ fn error_message(frame: &[u8]) -> String {
 
 /// The send time carried by a MESSAGE frame's `"content":"t=<µs>"`.
 fn stamp_of(frame: &[u8]) -> Option<i64> {
-    const KEY: &[u8] = b"\"content\":\"t=";
-    let at = frame.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let digits = &frame[at..];
-    let end = digits.iter().position(|b| !b.is_ascii_digit())?;
-    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+    static KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"content\":\"t="));
+    let at = KEY.find(frame)? + KEY.needle().len();
+    let mut v: i64 = 0;
+    let mut digits = 0;
+    for &b in &frame[at..] {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        v = v.checked_mul(10)?.checked_add((b - b'0') as i64)?;
+        digits += 1;
+    }
+    (digits > 0).then_some(v)
 }
 
 /// One publishing connection, owned by its user.
