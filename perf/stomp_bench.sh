@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # STOMP fan-out benchmark: N subscribers on one public channel over raw WebSocket
-# (/ws/websocket, 100 per user), M publishers (each its own user) sending SEND /pub/messages
+# (/ws/websocket, 100 per user; STOMP_TRANSPORT=sockjs: SockJS's websocket transport), M publishers (each its own user) sending SEND /pub/messages
 # at R/s in total for D seconds; every message is one MESSAGE to every subscriber.
 #
 #   perf/stomp_bench.sh                         # N = 1000, 10000, 18000 with two rates each
@@ -26,6 +26,8 @@ RUNS="${STOMP_RUNS:-1000:100,400 10000:10,40 18000:6,22}"
 DURATION="${DURATION:-10}"
 PUBLISHERS="${PUBLISHERS:-40}"
 MODES="${STOMP_MODES:-messages broker}"
+# How subscribers connect: raw (/ws/websocket) or sockjs (/ws/{server}/{session}/websocket).
+TRANSPORT="${STOMP_TRANSPORT:-raw}"
 
 bench_setup stomp
 bench_note | tee "$BENCH_OUT/host.txt"
@@ -35,14 +37,14 @@ for mode in $MODES; do
         conns=${run%%:*}
         rates=${run#*:}
         bench_server_start
-        log="$BENCH_OUT/stomp-$mode-$conns.log"
+        log="$BENCH_OUT/stomp-$TRANSPORT-$mode-$conns.log"
         logs+=("$log")
-        echo "== STOMP ($mode): $conns subscribers, $PUBLISHERS publishers, rates $rates/s for ${DURATION}s (server pid $BENCH_PID)"
+        echo "== STOMP ($mode, $TRANSPORT): $conns subscribers, $PUBLISHERS publishers, rates $rates/s for ${DURATION}s (server pid $BENCH_PID)"
         # shellcheck disable=SC2086 # LOADGEN_ARGS is a list of options
         "$LOADGEN" stomp --mode "$mode" --url "$BENCH_URL" --server-pid "$BENCH_PID" \
             --conns "$conns" --per-user 100 --publishers "$PUBLISHERS" --rate "$rates" \
             --duration "$DURATION" --sources 8 --admin-user "$BENCH_ADMIN" \
-            --admin-password "$BENCH_ADMIN_PASSWORD" ${LOADGEN_ARGS:-} \
+            --admin-password "$BENCH_ADMIN_PASSWORD" --transport "$TRANSPORT" ${LOADGEN_ARGS:-} \
             2> >(tee -a "$log.err" >&2) | tee "$log"
         bench_server_stop
     done

@@ -179,10 +179,13 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
         "user-prefix",
         if kind == Kind::Sse { "bsse" } else { "bstomp" },
     );
-    let label = match (kind, args.text("mode", "messages").as_str()) {
-        (Kind::Sse, _) => "sse",
-        (Kind::Stomp, "broker") => "stomp-broker",
-        _ => "stomp",
+    let transport = crate::stomp::Transport::parse(&args.text("transport", "raw"))?;
+    let label = match (kind, args.text("mode", "messages").as_str(), transport) {
+        (Kind::Sse, _, _) => "sse",
+        (Kind::Stomp, "broker", crate::stomp::Transport::Raw) => "stomp-broker",
+        (Kind::Stomp, "broker", crate::stomp::Transport::SockJs) => "sockjs-broker",
+        (_, _, crate::stomp::Transport::Raw) => "stomp",
+        (_, _, crate::stomp::Transport::SockJs) => "sockjs",
     };
 
     let rest = Rest::connect(&base).await?;
@@ -229,6 +232,7 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
             sources,
             connect_parallel: connect_parallel.div_ceil(workers_n),
             destination: route.as_ref().map(|r| r.subscription()),
+            transport,
         };
         workers.push(Worker::spawn(&cfg).await?);
     }

@@ -41,8 +41,9 @@ pub struct WorkerConfig {
     pub sources: usize,
     /// Connections being set up at once.
     pub connect_parallel: usize,
-    /// The destination STOMP subscribers subscribe to.
+    /// The destination STOMP subscribers subscribe to, and how they connect.
     pub destination: Option<String>,
+    pub transport: crate::stomp::Transport,
 }
 
 /// A line a worker sends back.
@@ -163,11 +164,12 @@ pub async fn main() -> Res<()> {
             .get(i / cfg.per_user.max(1))
             .ok_or("fewer tokens than users")?
             .clone();
-        let (shared, gate, kind, channel) = (
+        let (shared, gate, kind, channel, transport) = (
             shared.clone(),
             gate.clone(),
             cfg.kind,
             cfg.destination.clone(),
+            cfg.transport,
         );
         tokio::spawn(async move {
             let slot = Arc::new(Mutex::new(Slot {
@@ -209,12 +211,13 @@ pub async fn main() -> Res<()> {
                 Kind::Stomp => {
                     let opened = {
                         let _permit = gate.acquire().await;
-                        crate::stomp::open(&conn, &token, channel.as_deref().unwrap_or("")).await
+                        let dest = channel.as_deref().unwrap_or("");
+                        crate::stomp::open(&conn, &token, dest, transport).await
                     };
                     match opened {
-                        Ok(ws) => {
+                        Ok(subscriber) => {
                             ready();
-                            crate::stomp::run(ws, on_event).await
+                            subscriber.run(on_event).await
                         }
                         Err(e) => return failed(Err(e)),
                     }
