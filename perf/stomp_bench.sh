@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # STOMP fan-out benchmark: N subscribers on one public channel over raw WebSocket
-# (/ws/websocket, 100 per user; STOMP_TRANSPORT=sockjs: SockJS's websocket transport), M publishers (each its own user) sending SEND /pub/messages
-# at R/s in total for D seconds; every message is one MESSAGE to every subscriber.
+# (/ws/websocket, 100 per user; STOMP_TRANSPORT=sockjs: SockJS's websocket transport), M
+# publishers (each its own user) sending SEND /pub/messages at R/s in total for D seconds;
+# every message is one MESSAGE to every subscriber.
 #
 #   perf/stomp_bench.sh                         # N = 1000, 10000, 18000 with two rates each
 #   STOMP_RUNS="1000:50,200 10000:10,30" PUBLISHERS=40 DURATION=10 perf/stomp_bench.sh
