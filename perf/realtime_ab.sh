@@ -15,6 +15,11 @@
 #             last rates are the overload); before runs $STOMP1K_BEFORE_RATES.
 #   metrics   10,000 STOMP subscribers at $SATURATION_RATE/s (after binary), metrics
 #             on/off/on/off.
+#   sockjs10k 10,000 SockJS-websocket STOMP subscribers, ladder $STOMP10K_RATES; after, then
+#             before.
+#   profile   `perf record -g` of the after server during one rate of each case in
+#             $PROFILE_CASES (kind:conns:rate, kind stomp or sse; default
+#             "stomp:10000:$SATURATION_RATE"), report in $OUT/profile-*.txt.
 # 40 publishers send the broker SENDs: at 3000/s that is 75/s each, under the server's
 # per-connection broker limit (DISCODEIT_STOMP_BROKER_RATE, 200/s), so it stays at its default.
 # The binaries must be release builds; nothing is built here (BENCH_NO_BUILD=1). PostgreSQL as
@@ -32,6 +37,7 @@ SSE10K_RATES="${SSE10K_RATES:-10,40,80,120,160}"
 STOMP1K_RATES="${STOMP1K_RATES:-1000,1500,2000,3000}"
 STOMP1K_BEFORE_RATES="${STOMP1K_BEFORE_RATES:-1000}"
 SATURATION_RATE="${SATURATION_RATE:-160}"
+PROFILE_CASES="${PROFILE_CASES:-stomp:10000:$SATURATION_RATE}"
 OUT="${AB_OUT:-$(mktemp -d /tmp/discodeit-realtime-ab.XXXXXX)}"
 mkdir -p "$OUT"
 export BENCH_NO_BUILD=1 DURATION
@@ -55,6 +61,40 @@ run() {
     fi
     grep -E '^\|' "$OUT/$name.out" >>"$OUT/summary.md" || true
     grep -E 'whole run|server RSS' "$OUT/$name.out" >>"$OUT/summary.md" || true
+}
+
+# profile NAME KIND CONNS RATE: one run of the after server with `perf record -g` attached
+# while the rate is published (from the generator's idle-RSS line on: publishers connect, then
+# publishing starts).
+profile() {
+    local name=$1 kind=$2 conns=$3 rate=$4 script pid
+    if [[ $kind == sse ]]; then
+        script=perf/sse_bench.sh
+    else
+        script=perf/stomp_bench.sh
+    fi
+    echo "== $name: perf record, $kind $conns at $rate/s, load $(cut -d' ' -f1-3 /proc/loadavg)" |
+        tee -a "$OUT/summary.md"
+    env SERVER_BIN="$AFTER" BENCH_OUT="$OUT/$name" STOMP_MODES=broker \
+        STOMP_RUNS="$conns:$rate" SSE_RUNS="$conns:$rate" DURATION=8 "$script" \
+        >"$OUT/$name.out" 2>&1 &
+    local bench=$!
+    until grep -q 'server RSS' "$OUT/$name.out" 2>/dev/null; do
+        kill -0 "$bench" 2>/dev/null || break
+        sleep 0.5
+    done
+    pid=$(sed -n 's/.*(server pid \([0-9]*\)).*/\1/p' "$OUT/$name.out" | head -n 1)
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+        perf record -g -p "$pid" -o "$OUT/$name.perf.data" -- sleep 8 >/dev/null 2>&1 || true
+    fi
+    wait "$bench" || true
+    grep -E '^\|' "$OUT/$name.out" >>"$OUT/summary.md" || true
+    if [[ -f $OUT/$name.perf.data ]]; then
+        perf report -i "$OUT/$name.perf.data" --no-children --percent-limit 1 --stdio \
+            --sort symbol 2>/dev/null | grep -E '^ +[0-9.]+%' | head -n 40 >"$OUT/$name.txt" || true
+        perf report -i "$OUT/$name.perf.data" --no-children --stdio --sort dso \
+            2>/dev/null | grep -E '^ +[0-9.]+%' | head -n 12 >>"$OUT/$name.txt" || true
+    fi
 }
 
 for step in $STEPS; do
@@ -87,6 +127,21 @@ for step in $STEPS; do
                 STOMP_RUNS="10000:$SATURATION_RATE"
             run "metrics-off-$i" "$AFTER" perf/stomp_bench.sh STOMP_MODES=broker \
                 STOMP_RUNS="10000:$SATURATION_RATE" BENCH_SERVER_ENV="DISCODEIT_METRICS=off"
+        done
+        ;;
+    sockjs10k)
+        for side in after before; do
+            bin=$AFTER
+            [[ $side == before ]] && bin=$BEFORE
+            run "sockjs10k-$side" "$bin" perf/stomp_bench.sh STOMP_MODES=broker \
+                STOMP_TRANSPORT=sockjs STOMP_RUNS="10000:$STOMP10K_RATES" \
+                LOADGEN_ARGS="--max-p99-ms 1000"
+        done
+        ;;
+    profile)
+        for case in $PROFILE_CASES; do
+            IFS=: read -r kind conns rate <<<"$case"
+            profile "profile-$kind-$conns-$rate" "$kind" "$conns" "$rate"
         done
         ;;
     *)
