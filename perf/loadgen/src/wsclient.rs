@@ -210,7 +210,77 @@ fn header(b: &[u8]) -> Res<Option<(usize, usize)>> {
 
 #[cfg(test)]
 mod tests {
-    use super::header;
+    use super::{header, Frame, WsClient};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that sends the frames the reader must handle, a few bytes per write, then
+    /// reads what the client answered.
+    #[tokio::test]
+    async fn reads_frames_split_anywhere_and_answers_pings() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let peer = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut b).await.unwrap();
+                head.push(b[0]);
+            }
+            let mut out = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
+            out.extend_from_slice(&[0x81, 5]);
+            out.extend_from_slice(b"hello");
+            out.extend_from_slice(&[0x82, 126, 1, 44]);
+            out.extend_from_slice(&[b'x'; 300]);
+            out.extend_from_slice(&[0x89, 2, b'p', b'i']);
+            out.extend_from_slice(&[0x01, 3, b'a', b'b', b'c']);
+            out.extend_from_slice(&[0x80, 2, b'd', b'e']);
+            out.extend_from_slice(&[0x88, 6, 0x03, 0xf5, b's', b'l', b'o', b'w']);
+            for chunk in out.chunks(7) {
+                s.write_all(chunk).await.unwrap();
+                s.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            let mut pong = [0u8; 8];
+            s.read_exact(&mut pong).await.unwrap();
+            (String::from_utf8_lossy(&head).into_owned(), pong)
+        });
+        let conn = crate::net::Conn {
+            server,
+            host: server.to_string(),
+            source: std::net::Ipv4Addr::LOCALHOST,
+        };
+        let mut ws = WsClient::open(&conn, "/ws/websocket").await.unwrap();
+        let mut seen: Vec<String> = Vec::new();
+        while !seen.iter().any(|s| s.starts_with("close")) {
+            let open = ws
+                .next_batch(|f, _| {
+                    seen.push(match f {
+                        Frame::Data(d) if d.len() > 20 => format!("data {}", d.len()),
+                        Frame::Data(d) => format!("data {}", String::from_utf8_lossy(d)),
+                        Frame::Close(code, reason) => format!("close {code:?} {reason}"),
+                        Frame::Control => "control".into(),
+                    })
+                })
+                .await
+                .unwrap();
+            assert!(open, "EOF before the close; saw {seen:?}");
+        }
+        assert_eq!(
+            seen,
+            [
+                "data hello",
+                "data 300",
+                "control",
+                "data abcde",
+                "close Some(1013) slow"
+            ]
+        );
+        let (head, pong) = peer.await.unwrap();
+        assert!(head.starts_with("GET /ws/websocket HTTP/1.1\r\n"), "{head}");
+        assert!(head.contains("Upgrade: websocket"), "{head}");
+        assert_eq!(pong, [0x8a, 0x82, 0, 0, 0, 0, b'p', b'i']);
+    }
 
     #[test]
     fn header_lengths() {
