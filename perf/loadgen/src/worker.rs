@@ -103,6 +103,9 @@ struct Shared {
     slots: Mutex<Vec<Arc<Mutex<Slot>>>>,
 }
 
+/// How long one subscriber's set-up (handshake, CONNECT, SUBSCRIBE) may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Distinct close reasons kept per collection; a server that puts varying text in its reasons
 /// cannot grow the map without bound.
 const MAX_REASONS: usize = 16;
@@ -212,7 +215,17 @@ pub async fn main() -> Res<()> {
                     let opened = {
                         let _permit = gate.acquire().await;
                         let dest = channel.as_deref().unwrap_or("");
-                        crate::stomp::open(&conn, &token, dest, transport).await
+                        let open = crate::stomp::open(&conn, &token, dest, transport);
+                        // A connection whose CONNECT the server never answers would hold the
+                        // whole run until the server's own 60 s limit: give up sooner.
+                        match tokio::time::timeout(OPEN_TIMEOUT, open).await {
+                            Ok(r) => r,
+                            Err(_) => Err(format!(
+                                "no CONNECTED/RECEIPT within {} s",
+                                OPEN_TIMEOUT.as_secs()
+                            )
+                            .into()),
+                        }
                     };
                     match opened {
                         Ok(subscriber) => {
