@@ -9,6 +9,9 @@
 # loadgen splits the streams over ceil(K/9000) worker processes (20,000 open files each).
 # Prints one line per run while it goes, then a Markdown table (also in $BENCH_OUT/table.md).
 set -euo pipefail
+# LOADGEN_ARGS: more loadgen options, e.g. "--max-p99-ms 1000" (stop the rate ladder at the
+# first rate past it) or "--warmup 2". SERVER_BIN, BENCH_NO_BUILD, BENCH_SERVER_ENV: see
+# perf/bench_lib.sh.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=perf/bench_lib.sh
 source perf/bench_lib.sh
@@ -26,9 +29,10 @@ for run in $RUNS; do
     log="$BENCH_OUT/sse-$conns.log"
     logs+=("$log")
     echo "== SSE: $conns streams, rates $rates/s for ${DURATION}s (server pid $BENCH_PID)"
+    # shellcheck disable=SC2086 # LOADGEN_ARGS is a list of options
     "$LOADGEN" sse --url "$BENCH_URL" --server-pid "$BENCH_PID" --conns "$conns" \
         --per-user 100 --rate "$rates" --duration "$DURATION" --sources 8 \
-        --admin-user "$BENCH_ADMIN" --admin-password "$BENCH_ADMIN_PASSWORD" \
+        --admin-user "$BENCH_ADMIN" --admin-password "$BENCH_ADMIN_PASSWORD" ${LOADGEN_ARGS:-} \
         2> >(tee -a "$log.err" >&2) | tee "$log"
     bench_server_stop
 done

@@ -234,6 +234,10 @@ pub const KNOWN_VARS: &[Var] = &[
         "test hooks, comma-separated; never in production [unset]: upload-write-fails, crash-after-upload-commit",
     ),
     v("DISCODEIT_LOG_FORMAT", "text or json [text]"),
+    v(
+        "DISCODEIT_METRICS",
+        "on or off; off installs no Prometheus recorder (every metric a no-op, /actuator/prometheus 404) [on]",
+    ),
     v("RUST_LOG", "log filter [info]"),
 ];
 
@@ -296,6 +300,9 @@ pub struct Config {
     /// Where `/actuator/prometheus` and the health endpoints listen (never through nginx).
     pub admin_addr: SocketAddr,
     pub log_format: LogFormat,
+    /// `DISCODEIT_METRICS`: false leaves the Prometheus recorder uninstalled, so every metric
+    /// handle is a no-op (to measure what recording costs, or where nothing scrapes).
+    pub metrics_enabled: bool,
     pub database_url: String,
     pub database_pool_size: usize,
     pub jwt_secret: Vec<u8>,
@@ -485,6 +492,11 @@ impl Config {
             return Err("DISCODEIT_ADMIN_ADDR must differ from DISCODEIT_ADDR".into());
         }
         let log_format = LogFormat::from_lookup(var)?;
+        let metrics_enabled = match var("DISCODEIT_METRICS").as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(v) => return Err(format!("DISCODEIT_METRICS must be on or off, got {v:?}")),
+        };
         let database_url = var("DATABASE_URL").ok_or("DATABASE_URL is required")?;
         let jwt_secret = var("SECURITY_JWT_SECRET").ok_or("SECURITY_JWT_SECRET is required")?;
         if jwt_secret.len() < 32 {
@@ -576,6 +588,7 @@ impl Config {
             addr,
             admin_addr,
             log_format,
+            metrics_enabled,
             database_url,
             database_pool_size: pool as usize,
             jwt_secret: jwt_secret.into_bytes(),
@@ -744,6 +757,13 @@ mod tests {
         let e = cfg(&[
             ("DATABASE_URL", "x"),
             ("SECURITY_JWT_SECRET", SECRET),
+            ("DISCODEIT_METRICS", "false"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("DISCODEIT_METRICS must be on or off"), "{e}");
+        let e = cfg(&[
+            ("DATABASE_URL", "x"),
+            ("SECURITY_JWT_SECRET", SECRET),
             ("DISCODEIT_ADDR", "127.0.0.1:9000"),
             ("DISCODEIT_ADMIN_ADDR", "127.0.0.1:9000"),
         ])
@@ -760,6 +780,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.admin_addr.to_string(), "127.0.0.1:9091");
         assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.metrics_enabled);
+        let off = cfg(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("SECURITY_JWT_SECRET", SECRET),
+            ("DISCODEIT_METRICS", "off"),
+        ])
+        .unwrap();
+        assert!(!off.metrics_enabled);
     }
 
     /// KNOWN_VARS is exactly what the server reads: nothing read is missing from it, nothing

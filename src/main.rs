@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    discodeit::telemetry::init(config.log_format);
+    discodeit::telemetry::init(config.log_format, config.metrics_enabled);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,7 +1,8 @@
 //! Operations over real connections: the admin listener's `/actuator/prometheus` counts a known
 //! REST workload exactly; the access log has one line per request with its request id (JSON
 //! logs); readiness follows PostgreSQL down and back up (a private PostgreSQL started for the
-//! test, never the shared one), and a line logged while serving a request carries its id.
+//! test, never the shared one), and a line logged while serving a request carries its id;
+//! `DISCODEIT_METRICS=off` turns the scrape endpoint into a 404.
 
 mod common;
 #[path = "common/stomp.rs"]
@@ -271,6 +272,52 @@ async fn metrics_and_probes_stay_off_the_public_listener() {
         .await
         .unwrap();
     assert_eq!(r.status(), 405);
+}
+
+/// `DISCODEIT_METRICS=off`: no recorder, so the admin listener refuses `/actuator/prometheus`
+/// with a 404 ErrorResponse, while the probes and the realtime engine (recording into no-op
+/// handles) work as before.
+#[tokio::test]
+async fn metrics_off_answers_404_and_the_engine_still_delivers() {
+    use stomp::{Kind, StompClient};
+    let server = TestServer::start_with(&[("DISCODEIT_METRICS", "off")]).await;
+    let http = reqwest::Client::new();
+    let admin = |p: &str| format!("{}{p}", server.admin_base);
+    let r = http
+        .get(admin("/actuator/prometheus"))
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(r, 404, "NoResourceFoundException").await;
+    assert_eq!(body["details"]["metrics"], "off", "{body}");
+    assert_eq!(body["details"]["path"], "/actuator/prometheus", "{body}");
+    let r = http
+        .get(admin("/actuator/health/readiness"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let mut api = server.client();
+    api.register("unmetered").await;
+    let token = api.token.clone().unwrap();
+    let mut sub = StompClient::connected(&server.base, Kind::Raw, &token).await;
+    sub.subscribe_confirmed("s", "/sub/unmetered").await;
+    let mut sender = StompClient::connected(&server.base, Kind::Raw, &token).await;
+    let reply = sender
+        .send_json("/sub/unmetered", &json!({"n": 1}), "r1")
+        .await;
+    assert_eq!(reply.command, discodeit::proto::stomp::Command::Receipt);
+    let (_, got) = sub.next_message_json().await;
+    assert_eq!(got, json!({"n": 1}));
+    // REST still answers (its histogram is a no-op too) and still nothing to scrape.
+    assert_eq!(api.get("/api/users").await.status(), 200);
+    let r = http
+        .get(admin("/actuator/prometheus"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
 
 /// The log's JSON lines.

@@ -56,6 +56,11 @@ async fn handle(app: &App, method: &Method, path: &str) -> Resp {
         return response::error(&ApiError::method_not_allowed(method.as_str()), path);
     }
     if path == "/actuator/prometheus" {
+        if !metrics::enabled() {
+            // DISCODEIT_METRICS=off: nothing records, so there is nothing to scrape.
+            let refusal = ApiError::not_found_route(path).detail("metrics", "off");
+            return response::error(&refusal, path);
+        }
         return prometheus(app).await;
     }
     match health::template(path) {

@@ -217,41 +217,57 @@ const HTTP_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+/// The installed recorder's handle, or `None` once [`disable`] ran first.
+static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Turns metrics off for the life of the process (`DISCODEIT_METRICS=off`): no recorder is
+/// installed, so every handle the `metrics` facade hands out is a no-op and [`render`] is
+/// empty. Only effective before the first [`install`] (start-up calls it before anything
+/// records).
+pub fn disable() {
+    let _ = RECORDER.set(None);
+}
+
+/// False when [`disable`] ran before the recorder was installed.
+pub fn enabled() -> bool {
+    install().is_some()
+}
 
 /// Installs the global recorder (once; later calls return the same handle) and starts the
-/// upkeep thread that drains histogram samples between scrapes.
-pub fn install() -> &'static PrometheusHandle {
-    RECORDER.get_or_init(|| {
-        let base = PrometheusBuilder::new();
-        let builder = base
-            .set_buckets_for_metric(
-                Matcher::Full(names::PUBLISH_TO_WRITE.into()),
-                DELIVERY_BUCKETS,
-            )
-            .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full(names::HTTP_REQUESTS.into()), HTTP_BUCKETS)
-            })
-            .and_then(|b| b.set_quantiles(&[0.5, 0.9, 0.99, 1.0]));
-        let recorder = match builder {
-            Ok(b) => b.build_recorder(),
-            // Only non-empty constant lists go in above; never taken.
-            Err(_) => PrometheusBuilder::new().build_recorder(),
-        };
-        let handle = recorder.handle();
-        if metrics::set_global_recorder(recorder).is_err() {
-            tracing::warn!("another metrics recorder is installed; /actuator/prometheus is empty");
-        }
-        describe();
-        let upkeep = handle.clone();
-        let _ = std::thread::Builder::new()
-            .name("metrics-upkeep".into())
-            .spawn(move || loop {
-                std::thread::sleep(Duration::from_secs(5));
-                upkeep.run_upkeep();
-            });
-        handle
-    })
+/// upkeep thread that drains histogram samples between scrapes. `None` when metrics are off.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    RECORDER.get_or_init(|| Some(build_and_install())).as_ref()
+}
+
+fn build_and_install() -> PrometheusHandle {
+    let base = PrometheusBuilder::new();
+    let builder = base
+        .set_buckets_for_metric(
+            Matcher::Full(names::PUBLISH_TO_WRITE.into()),
+            DELIVERY_BUCKETS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(names::HTTP_REQUESTS.into()), HTTP_BUCKETS)
+        })
+        .and_then(|b| b.set_quantiles(&[0.5, 0.9, 0.99, 1.0]));
+    let recorder = match builder {
+        Ok(b) => b.build_recorder(),
+        // Only non-empty constant lists go in above; never taken.
+        Err(_) => PrometheusBuilder::new().build_recorder(),
+    };
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        tracing::warn!("another metrics recorder is installed; /actuator/prometheus is empty");
+    }
+    describe();
+    let upkeep = handle.clone();
+    let _ = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
+            upkeep.run_upkeep();
+        });
+    handle
 }
 
 /// Installs the recorder and registers every labelled series of the engine and the registry
@@ -261,9 +277,9 @@ pub fn preregister() {
     registry_handles();
 }
 
-/// The Prometheus text exposition of every metric.
+/// The Prometheus text exposition of every metric (empty when metrics are off).
 pub fn render() -> String {
-    install().render()
+    install().map(|h| h.render()).unwrap_or_default()
 }
 
 fn describe() {
@@ -427,7 +443,10 @@ pub fn stomp_subscriptions(delta: i64) {
 /// One HTTP request answered: its method (unknown methods are `OTHER`, so a client cannot
 /// create series), route template, status and the time to the response head.
 pub fn http_request(method: &http::Method, route: &'static str, status: u16, latency: Duration) {
-    install();
+    // Off: skip the label rendering too, not only the no-op record.
+    if install().is_none() {
+        return;
+    }
     metrics::histogram!(names::HTTP_REQUESTS,
         "method" => method_label(method), "route" => route, "status" => status.to_string())
     .record(latency.as_secs_f64());

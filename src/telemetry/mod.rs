@@ -11,11 +11,16 @@ use std::io::IsTerminal;
 
 use crate::config::LogFormat;
 
-/// Installs the global log subscriber once (later calls are ignored) and the metrics
-/// recorder. `RUST_LOG` filters (default `info`; `access=off` silences the access log).
-/// Colours only when stdout is a terminal, so files and log collectors get plain text.
-pub fn init(format: LogFormat) {
-    metrics::preregister();
+/// Installs the global log subscriber once (later calls are ignored) and, when `metrics_on`,
+/// the metrics recorder (off: no recorder, every metric handle a no-op). `RUST_LOG` filters
+/// (default `info`; `access=off` silences the access log). Colours only when stdout is a
+/// terminal, so files and log collectors get plain text.
+pub fn init(format: LogFormat, metrics_on: bool) {
+    if metrics_on {
+        metrics::preregister();
+    } else {
+        metrics::disable();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::stdout().is_terminal();

@@ -8,14 +8,16 @@ use std::time::{Duration, Instant};
 use crate::args::Args;
 use crate::rest::{Login, Rest};
 use crate::stats::{self, ms};
-use crate::worker::{Kind, Report, Worker, WorkerConfig};
+use crate::worker::{Kind, PhaseReport, Report, Worker, WorkerConfig};
 use crate::Res;
 
 /// At most this many connections per worker process (each process may open 20,000 files).
 const MAX_PER_WORKER: usize = 9000;
 
 /// One rate's numbers; printed as a `RESULT {json}` line that `loadgen table` turns into a table.
+/// Fields missing from older RESULT lines read as their defaults.
 #[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(default)]
 pub struct Outcome {
     pub kind: String,
     pub conns: u64,
@@ -30,7 +32,11 @@ pub struct Outcome {
     pub expected: u64,
     pub received: u64,
     pub lost: i64,
+    /// Connections the server ended during this rate (and its drain), how many of them it
+    /// told why, and the reasons as given with their counts.
     pub closed: u64,
+    pub told: u64,
+    pub close_reasons: Vec<(String, u64)>,
     pub delivered_per_s: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -173,10 +179,13 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
         "user-prefix",
         if kind == Kind::Sse { "bsse" } else { "bstomp" },
     );
-    let label = match (kind, args.text("mode", "messages").as_str()) {
-        (Kind::Sse, _) => "sse",
-        (Kind::Stomp, "broker") => "stomp-broker",
-        _ => "stomp",
+    let transport = crate::stomp::Transport::parse(&args.text("transport", "raw"))?;
+    let label = match (kind, args.text("mode", "messages").as_str(), transport) {
+        (Kind::Sse, _, _) => "sse",
+        (Kind::Stomp, "broker", crate::stomp::Transport::Raw) => "stomp-broker",
+        (Kind::Stomp, "broker", crate::stomp::Transport::SockJs) => "sockjs-broker",
+        (_, _, crate::stomp::Transport::Raw) => "stomp",
+        (_, _, crate::stomp::Transport::SockJs) => "sockjs",
     };
 
     let rest = Rest::connect(&base).await?;
@@ -223,6 +232,7 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
             sources,
             connect_parallel: connect_parallel.div_ceil(workers_n),
             destination: route.as_ref().map(|r| r.subscription()),
+            transport,
         };
         workers.push(Worker::spawn(&cfg).await?);
     }
@@ -269,7 +279,7 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
             let srcs = crate::net::sources(sources);
             let mut pubs = Vec::new();
             for (i, u) in pub_users.iter().enumerate() {
-                let conn = crate::worker::Conn {
+                let conn = crate::net::Conn {
                     server,
                     host: host.clone(),
                     source: srcs[i % srcs.len()],
@@ -297,11 +307,15 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
         phases.push((rates.first().copied().unwrap_or(10.0), warmup, false));
     }
     phases.extend(rates.iter().map(|&r| (r, secs, true)));
+    // Every close over the whole run, between phases included.
+    let mut run_drops = Drops::default();
     for (rate, secs, measured) in phases {
         // Reset every worker's counters, so this phase counts only its own deliveries.
         let mut worker_cpu0 = 0.0;
         for w in &mut workers {
-            worker_cpu0 += w.phase().await?.cpu_s;
+            let p = w.phase().await?;
+            worker_cpu0 += p.cpu_s;
+            run_drops.add(&p);
         }
         let base_received: u64 = workers.iter().map(|w| w.received.load(Relaxed)).sum();
         let load = loadavg();
@@ -336,14 +350,15 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
         let mut total = stats::new_total();
         let mut received = 0;
         let mut last_us = t0_us;
-        let mut closed = 0;
+        let mut drops = Drops::default();
         let mut worker_cpu1 = 0.0;
         for w in &mut workers {
             let p = w.phase().await?;
             stats::add_pairs(&mut total, &p.hist);
             received += p.received;
             last_us = last_us.max(p.last_us);
-            closed += p.closed;
+            drops.add(&p);
+            run_drops.add(&p);
             worker_cpu1 += p.cpu_s;
             for e in p.errors {
                 eprintln!("[{label}] {e}");
@@ -376,7 +391,9 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
             expected,
             received,
             lost: expected as i64 - received as i64,
-            closed,
+            closed: drops.closed,
+            told: drops.told,
+            close_reasons: drops.reasons.clone().into_iter().collect(),
             delivered_per_s: (received as f64 / window).round(),
             p50_ms: ms(total.value_at_quantile(0.5)),
             p99_ms: ms(total.value_at_quantile(0.99)),
@@ -399,7 +416,7 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
         };
         eprintln!(
             "[{label}] conns={} rate={}/s published={} ({:.1}/s, {} errors) received={}/{} lost={} \
-             delivered={:.0}/s p50={}ms p99={}ms p999={}ms max={}ms rss/conn={}KiB \
+             delivered={:.0}/s p50={}ms p99={}ms p999={}ms max={}ms {} rss/conn={}KiB \
              server_cpu={}s ({} s per million) loadgen_cpu={}s load=[{}]",
             out.conns,
             out.rate,
@@ -414,6 +431,7 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
             out.p99_ms,
             out.p999_ms,
             out.max_ms,
+            drops.summary(),
             out.rss_per_conn_kib,
             out.server_cpu_s,
             out.cpu_s_per_million,
@@ -430,10 +448,47 @@ pub async fn run(kind: Kind, args: &Args) -> Res<()> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    for w in &mut workers {
+        run_drops.add(&w.phase().await?);
+    }
+    eprintln!("[{label}] whole run: {}", run_drops.summary());
     for w in workers {
         w.stop().await?;
     }
     Ok(())
+}
+
+/// Connections the server ended, summed over workers: how many, how many were told why, and
+/// the reasons with their counts.
+#[derive(Default)]
+struct Drops {
+    closed: u64,
+    told: u64,
+    reasons: std::collections::BTreeMap<String, u64>,
+}
+
+impl Drops {
+    fn add(&mut self, p: &PhaseReport) {
+        self.closed += p.closed;
+        self.told += p.told;
+        for (r, n) in &p.reasons {
+            *self.reasons.entry(r.clone()).or_default() += n;
+        }
+    }
+
+    /// `dropped N (told why: M) [reason ×count; ...]`.
+    fn summary(&self) -> String {
+        let mut s = format!("dropped {} (told why: {})", self.closed, self.told);
+        if !self.reasons.is_empty() {
+            let list: Vec<String> = self
+                .reasons
+                .iter()
+                .map(|(r, n)| format!("{r} ×{n}"))
+                .collect();
+            s += &format!(" [{}]", list.join("; "));
+        }
+        s
+    }
 }
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -499,9 +554,11 @@ pub fn best(args: &[String]) -> Res<()> {
 /// `loadgen table FILE...`: the RESULT lines of earlier runs as a Markdown table.
 pub fn table(files: &[String]) -> Res<()> {
     println!(
-        "| kind | publishers | conns | rate/s | published | delivered/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | RSS/conn KiB | server CPU s | CPU-s/M | loadgen CPU s | load avg |"
+        "| kind | publishers | conns | rate/s | published | delivered/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | dropped (told why) | RSS/conn KiB | server CPU s | CPU-s/M | loadgen CPU s | load avg |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
     for f in files {
         let text = std::fs::read_to_string(f)?;
         for line in text.lines() {
@@ -510,7 +567,7 @@ pub fn table(files: &[String]) -> Res<()> {
             };
             let o: Outcome = serde_json::from_str(json)?;
             println!(
-                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {:.2} | {} |",
+                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} ({}) | {:.2} | {:.2} | {:.3} | {:.2} | {} |",
                 o.kind,
                 o.publishers,
                 o.conns,
@@ -522,6 +579,8 @@ pub fn table(files: &[String]) -> Res<()> {
                 o.p999_ms,
                 o.max_ms,
                 o.lost,
+                o.closed,
+                o.told,
                 o.rss_per_conn_kib,
                 o.server_cpu_s,
                 o.cpu_s_per_million,

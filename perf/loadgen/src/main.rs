@@ -3,7 +3,8 @@
 //! `loadgen sse ...`   K SSE streams on `GET /api/sse`; an admin creates public channels at R/s,
 //!                     each a `channels.refresh` event to every stream; latency = receive time −
 //!                     the event id's UUIDv7 timestamp.
-//! `loadgen stomp ...` N STOMP subscribers on one public channel over raw WebSocket; M publishers
+//! `loadgen stomp ...` N STOMP subscribers on one public channel over raw WebSocket (or SockJS's
+//!                     websocket transport, `--transport sockjs`); M publishers
 //!                     SEND `/pub/messages` at R/s in total; latency = receive − send time.
 //! `loadgen table FILE...` prints the `RESULT` lines of earlier runs as a Markdown table.
 //! `loadgen best MAX_P99_MS FILE...` prints, per publisher and subscriber count, the highest
@@ -13,6 +14,7 @@
 //! --per-user 100 --rate 10[,50...] --duration 10 --workers ceil(N/9000) --sources 8
 //! --connect-parallel 64 --settle 3 --drain-idle 3 --admin-user admin
 //! --admin-password bench-admin-pw-9! --user-prefix bsse|bstomp; stomp only: --publishers 40,
+//! --transport raw|sockjs (how subscribers connect; publishers use raw WebSocket),
 //! --mode messages (SEND /pub/messages: a database insert per message) | broker (SEND to a
 //! plain `/sub/...` broker destination: the fan-out alone), --max-p99-ms X (stop the rate
 //! ladder after the first rate whose p99 exceeds X ms or that lost a message), --warmup S
@@ -26,6 +28,7 @@ mod sse;
 mod stats;
 mod stomp;
 mod worker;
+mod wsclient;
 
 /// Errors of a benchmark run: reported and fatal, so one boxed type is enough.
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;

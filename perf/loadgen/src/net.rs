@@ -1,4 +1,6 @@
-//! Outgoing connections spread over several loopback source addresses.
+//! Outgoing connections spread over several loopback source addresses, and how one ended.
+//!
+//! A leaf: `sse`, `stomp` and `worker` use it, it uses none of them.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use tokio::net::{TcpSocket, TcpStream};
@@ -34,4 +36,35 @@ pub fn server_addr(base: &str) -> Result<(SocketAddr, String), String> {
         .find(|a| a.is_ipv4())
         .ok_or_else(|| format!("{host}: no IPv4 address"))?;
     Ok((addr, host))
+}
+
+/// Where one connection goes from.
+pub struct Conn {
+    pub server: SocketAddr,
+    pub host: String,
+    pub source: Ipv4Addr,
+}
+
+/// How a connection the server ended went: whether it said why (a WebSocket close frame, a
+/// STOMP ERROR frame, the SSE stream's last `: closed <kind> <text>` comment), and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The server said why: the reason as it was given (`ws 1013 Slow consumer: ...`,
+    /// `sse slow_bytes Slow consumer: ...`, `stomp ERROR <message header>`).
+    Told(String),
+    /// The connection just ended (EOF, reset, a read error): what the client saw.
+    Untold(String),
+}
+
+impl Ended {
+    /// The reason, without the told/untold distinction (the key reasons are counted by).
+    pub fn reason(&self) -> &str {
+        match self {
+            Ended::Told(r) | Ended::Untold(r) => r,
+        }
+    }
+
+    pub fn told(&self) -> bool {
+        matches!(self, Ended::Told(_))
+    }
 }

@@ -4,7 +4,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::worker::{Conn, Opened};
+use crate::net::{Conn, Ended};
 use crate::Res;
 
 /// The event whose latency is measured: one per public channel the admin creates.
@@ -87,6 +87,8 @@ pub struct EventReader {
     id_ms: Option<i64>,
     name: Vec<u8>,
     has_fields: bool,
+    /// The text after `: closed ` of the server's closing comment, once seen.
+    pub closed: Option<String>,
 }
 
 impl EventReader {
@@ -122,6 +124,10 @@ impl EventReader {
             return;
         }
         if line[0] == b':' {
+            // Keep-alives are comments too; only the closing one says why the stream ends.
+            if let Some(why) = line.strip_prefix(b": closed ") {
+                self.closed = Some(String::from_utf8_lossy(why).into_owned());
+            }
             return;
         }
         self.has_fields = true;
@@ -152,8 +158,8 @@ pub fn uuid_v7_ms(id: &[u8]) -> Option<i64> {
 }
 
 /// Opens `GET /api/sse` as `token` and reads until the `connect` event: the stream is then
-/// registered on the server. Returns the connection for [`run`].
-pub async fn open(conn: &Conn, token: &str) -> Res<Opened> {
+/// registered on the server. Returns the connection for [`SseConn::run`].
+pub async fn open(conn: &Conn, token: &str) -> Res<SseConn> {
     let mut tcp = crate::net::connect_from(conn.source, conn.server).await?;
     let req = format!(
         "GET /api/sse HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
@@ -161,7 +167,8 @@ pub async fn open(conn: &Conn, token: &str) -> Res<Opened> {
         conn.host
     );
     tcp.write_all(req.as_bytes()).await?;
-    let mut buf = vec![0u8; 4096];
+    // Big reads: when the server has coalesced many events, one read takes them all.
+    let mut buf = vec![0u8; 16 * 1024];
     let mut head = Vec::new();
     let body_start = loop {
         let n = tcp.read(&mut buf).await?;
@@ -202,7 +209,7 @@ pub async fn open(conn: &Conn, token: &str) -> Res<Opened> {
         let data = s.buf[..n].to_vec();
         s.consume(&data, &mut |seen| connected |= seen.connect)?;
     }
-    Ok(Opened::Sse(Box::new(s)))
+    Ok(s)
 }
 
 /// An open SSE stream past its `connect` event.
@@ -224,19 +231,24 @@ impl SseConn {
     }
 
     /// Reads until the server closes the stream, calling `on_event(id_ms, receive_us)` for
-    /// every measured event.
-    pub async fn run(self, mut on_event: impl FnMut(i64, i64)) -> Res<()> {
+    /// every measured event; returns how it ended (told why if the closing comment came).
+    pub async fn run(self, mut on_event: impl FnMut(i64, i64)) -> Ended {
         let SseConn {
             mut tcp,
             mut buf,
             mut chunked,
             mut events,
         } = self;
+        let why = |events: &mut EventReader, what: String| match events.closed.take() {
+            Some(c) => Ended::Told(format!("sse {c}")),
+            None => Ended::Untold(format!("sse {what}")),
+        };
         loop {
-            let n = tcp.read(&mut buf).await?;
-            if n == 0 {
-                return Err("server closed the stream".into());
-            }
+            let n = match tcp.read(&mut buf).await {
+                Ok(0) => return why(&mut events, "EOF".into()),
+                Ok(n) => n,
+                Err(e) => return why(&mut events, e.kind().to_string()),
+            };
             // One clock read per socket read: every event in it arrived at the same moment.
             let now = crate::stats::now_us();
             let mut seen = |seen: Seen| {
@@ -246,9 +258,11 @@ impl SseConn {
             };
             match &mut chunked {
                 Some(c) => {
-                    c.feed(&buf[..n], |p| events.feed(p, &mut seen))?;
+                    if let Err(e) = c.feed(&buf[..n], |p| events.feed(p, &mut seen)) {
+                        return why(&mut events, e);
+                    }
                     if c.done {
-                        return Err("server ended the stream".into());
+                        return why(&mut events, "ended without a reason".into());
                     }
                 }
                 None => events.feed(&buf[..n], &mut seen),
@@ -265,7 +279,7 @@ mod tests {
     fn chunked_and_events_in_any_split() {
         let body =
             "id: 0190a7c4-1b2c-7def-8000-000000000000\nevent: channels.refresh\ndata: {}\n\n\
-                    : ping\n\nevent: connect\ndata: {}\n\n";
+                    : ping\n\nevent: connect\ndata: {}\n\n: closed slow_bytes Slow consumer\n\n";
         let mut wire = format!("{:x}\r\n{}\r\n", 10, &body[..10]);
         wire += &format!("{:x}\r\n{}\r\n0\r\n\r\n", body.len() - 10, &body[10..]);
         for split in 1..wire.len() {
@@ -280,6 +294,7 @@ mod tests {
             assert_eq!(seen[0].id_ms, Some(0x0190a7c41b2c));
             assert!(seen[0].measured && !seen[0].connect);
             assert!(seen[1].connect && seen[1].id_ms.is_none());
+            assert_eq!(r.closed.as_deref(), Some("slow_bytes Slow consumer"));
         }
     }
 }

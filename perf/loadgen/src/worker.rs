@@ -6,7 +6,7 @@
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 
+use crate::net::{Conn, Ended};
 use crate::stats;
 use crate::Res;
 
@@ -40,8 +41,9 @@ pub struct WorkerConfig {
     pub sources: usize,
     /// Connections being set up at once.
     pub connect_parallel: usize,
-    /// The destination STOMP subscribers subscribe to.
+    /// The destination STOMP subscribers subscribe to, and how they connect.
     pub destination: Option<String>,
+    pub transport: crate::stomp::Transport,
 }
 
 /// A line a worker sends back.
@@ -67,23 +69,15 @@ pub struct PhaseReport {
     /// Latency histogram as (µs, count) pairs.
     pub hist: Vec<(u64, u64)>,
     pub last_us: i64,
+    /// Connections the server ended since the last collection, how many of them it told why,
+    /// and the reasons with their counts (at most [`MAX_REASONS`] distinct ones; the rest
+    /// under `other`).
     pub closed: u64,
+    pub told: u64,
+    pub reasons: Vec<(String, u64)>,
     pub errors: Vec<String>,
     /// The worker process's own CPU seconds so far.
     pub cpu_s: f64,
-}
-
-/// Where one connection goes from.
-pub struct Conn {
-    pub server: SocketAddr,
-    pub host: String,
-    pub source: Ipv4Addr,
-}
-
-/// A connection past its set-up, ready to be read.
-pub enum Opened {
-    Sse(Box<crate::sse::SseConn>),
-    Stomp(Box<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>),
 }
 
 /// One connection's counters; locked only by its own task and by the phase collection.
@@ -97,14 +91,42 @@ struct Slot {
 #[derive(Default)]
 struct Shared {
     received: AtomicU64,
+    /// Connections ended, all phases (progress lines).
     closed: AtomicU64,
+    /// Ended since the last collection, and why.
+    phase_closed: AtomicU64,
+    phase_told: AtomicU64,
+    reasons: Mutex<BTreeMap<String, u64>>,
     opened: AtomicU64,
     failed: AtomicU64,
     errors: Mutex<Vec<String>>,
     slots: Mutex<Vec<Arc<Mutex<Slot>>>>,
 }
 
+/// How long one subscriber's set-up (handshake, CONNECT, SUBSCRIBE) may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Distinct close reasons kept per collection; a server that puts varying text in its reasons
+/// cannot grow the map without bound.
+const MAX_REASONS: usize = 16;
+
 impl Shared {
+    fn ended(&self, how: &Ended) {
+        self.phase_closed.fetch_add(1, Ordering::Relaxed);
+        if how.told() {
+            self.phase_told.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut reasons = lock(&self.reasons);
+        let key = if reasons.len() < MAX_REASONS || reasons.contains_key(how.reason()) {
+            how.reason()
+        } else {
+            "other"
+        };
+        *reasons.entry(key.to_string()).or_default() += 1;
+        drop(reasons);
+        self.closed.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn error(&self, e: String) {
         if let Ok(mut v) = self.errors.lock() {
             if v.len() < 5 {
@@ -145,37 +167,19 @@ pub async fn main() -> Res<()> {
             .get(i / cfg.per_user.max(1))
             .ok_or("fewer tokens than users")?
             .clone();
-        let (shared, gate, kind, channel) = (
+        let (shared, gate, kind, channel, transport) = (
             shared.clone(),
             gate.clone(),
             cfg.kind,
             cfg.destination.clone(),
+            cfg.transport,
         );
         tokio::spawn(async move {
-            let opened = {
-                let _permit = gate.acquire().await;
-                match kind {
-                    Kind::Sse => crate::sse::open(&conn, &token).await,
-                    Kind::Stomp => {
-                        crate::stomp::open(&conn, &token, channel.as_deref().unwrap_or("")).await
-                    }
-                }
-            };
-            let opened = match opened {
-                Ok(o) => o,
-                Err(e) => {
-                    shared.error(format!("open from {}: {e}", conn.source));
-                    shared.failed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            };
             let slot = Arc::new(Mutex::new(Slot {
                 hist: stats::new_histogram(),
                 received: 0,
                 last_us: 0,
             }));
-            lock(&shared.slots).push(slot.clone());
-            shared.opened.fetch_add(1, Ordering::Relaxed);
             let on_event = |sent_us: i64, now_us: i64| {
                 let mut s = lock(&slot);
                 stats::record(&mut s.hist, now_us - sent_us);
@@ -183,14 +187,56 @@ pub async fn main() -> Res<()> {
                 s.last_us = s.last_us.max(now_us);
                 shared.received.fetch_add(1, Ordering::Relaxed);
             };
-            let ended = match opened {
-                Opened::Sse(c) => c.run(|ms, now| on_event(ms * 1000, now)).await,
-                Opened::Stomp(ws) => crate::stomp::run(*ws, on_event).await,
+            let failed = |e: crate::Res<()>| {
+                if let Err(e) = e {
+                    shared.error(format!("open from {}: {e}", conn.source));
+                    shared.failed.fetch_add(1, Ordering::Relaxed);
+                }
             };
-            if let Err(e) = ended {
-                shared.error(format!("stream ended: {e}"));
-            }
-            shared.closed.fetch_add(1, Ordering::Relaxed);
+            let ready = || {
+                lock(&shared.slots).push(slot.clone());
+                shared.opened.fetch_add(1, Ordering::Relaxed);
+            };
+            let ended = match kind {
+                Kind::Sse => {
+                    let opened = {
+                        let _permit = gate.acquire().await;
+                        crate::sse::open(&conn, &token).await
+                    };
+                    match opened {
+                        Ok(c) => {
+                            ready();
+                            c.run(|ms, now| on_event(ms * 1000, now)).await
+                        }
+                        Err(e) => return failed(Err(e)),
+                    }
+                }
+                Kind::Stomp => {
+                    let opened = {
+                        let _permit = gate.acquire().await;
+                        let dest = channel.as_deref().unwrap_or("");
+                        let open = crate::stomp::open(&conn, &token, dest, transport);
+                        // A connection whose CONNECT the server never answers would hold the
+                        // whole run until the server's own 60 s limit: give up sooner.
+                        match tokio::time::timeout(OPEN_TIMEOUT, open).await {
+                            Ok(r) => r,
+                            Err(_) => Err(format!(
+                                "no CONNECTED/RECEIPT within {} s",
+                                OPEN_TIMEOUT.as_secs()
+                            )
+                            .into()),
+                        }
+                    };
+                    match opened {
+                        Ok(subscriber) => {
+                            ready();
+                            subscriber.run(on_event).await
+                        }
+                        Err(e) => return failed(Err(e)),
+                    }
+                }
+            };
+            shared.ended(&ended);
         });
     }
     let total = cfg.count as u64;
@@ -239,7 +285,11 @@ fn collect(shared: &Shared) -> PhaseReport {
         s.last_us = 0;
     }
     out.hist = stats::to_pairs(&total);
-    out.closed = shared.closed.load(Ordering::Relaxed);
+    out.closed = shared.phase_closed.swap(0, Ordering::Relaxed);
+    out.told = shared.phase_told.swap(0, Ordering::Relaxed);
+    out.reasons = std::mem::take(&mut *lock(&shared.reasons))
+        .into_iter()
+        .collect();
     out.errors = std::mem::take(&mut *lock(&shared.errors));
     out.cpu_s = stats::cpu_seconds(std::process::id()).unwrap_or(0.0);
     out
