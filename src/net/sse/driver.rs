@@ -134,7 +134,9 @@ impl Driver {
                     return true;
                 }
                 Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                // Stale readiness: poll it again so this task is woken by the next bytes
+                // (or the client's EOF).
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.end(CloseReason::error(format!("read failed: {e}")));
@@ -187,7 +189,8 @@ impl Driver {
                         self.out.written(p.message_bytes, self.writer.oldest_ms());
                     }
                     observe::wrote(Transport::Sse, &p);
-                    p.wire_bytes > 0
+                    // Blocked: poll the write readiness again, which registers this task.
+                    p.wire_bytes > 0 || p.blocked
                 }
                 Err(e) => {
                     self.end(CloseReason::error(format!("write failed: {e}")));

@@ -282,7 +282,11 @@ impl Driver {
                     }
                     return Step::Progress;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // The readiness was stale (tokio clears it now): poll it again, which
+                // registers this task for the next bytes. Breaking out here instead left the
+                // connection deaf until something else woke it: a CONNECT sent a moment after
+                // the upgrade, or a publisher's next SEND, was never read.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.end(CloseReason::error(format!("read failed: {e}")));
@@ -418,7 +422,10 @@ impl Driver {
                         self.out.written(p.message_bytes, self.writer.oldest_ms());
                     }
                     observe::wrote(self.transport, &p);
-                    if p.wire_bytes > 0 {
+                    // Blocked: poll the write readiness again (it registers this task for
+                    // when the socket drains), even when the readiness was stale and nothing
+                    // was written.
+                    if p.wire_bytes > 0 || p.blocked {
                         self.last_write_ms = now_ms();
                         Step::Progress
                     } else {
