@@ -125,8 +125,13 @@ seed=()
 if [[ -n ${DISCODEIT_CONTRACT_SEED:-} ]]; then seed=(--seed "$DISCODEIT_CONTRACT_SEED"); fi
 root=$PWD
 rc=0
+# filter_too_much: POST /api/users is a multipart form whose JSON part has username, email
+# and password rules; on some seeds Hypothesis discards most of what it draws for it and
+# aborts the operation as a "health check" although the cases it kept all passed (seen in
+# CI). The cases are still generated and checked; only that abort is off.
 (cd "$work" && "$venv/bin/schemathesis" --config-file "$root/scripts/contract/schemathesis.toml" \
-    run "$root/openapi.yaml" --max-time "$max_time" "${seed[@]}" "$@") || rc=$?
+    run "$root/openapi.yaml" --max-time "$max_time" --suppress-health-check filter_too_much \
+    "${seed[@]}" "$@") || rc=$?
 if ((rc != 0)); then
     echo "---- server log (last 40 lines) ----" >&2
     tail -n 40 "$work/server.log" >&2
