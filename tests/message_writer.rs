@@ -132,8 +132,19 @@ impl WriterGate {
         channel: &str,
         prefix: &str,
     ) -> Vec<tokio::task::JoinHandle<reqwest::Response>> {
+        self.occupy_slots(IN_FLIGHT, api, channel, prefix).await
+    }
+
+    /// [`Self::occupy`] for a writer with `slots` batches in flight.
+    async fn occupy_slots(
+        &self,
+        slots: usize,
+        api: &Api,
+        channel: &str,
+        prefix: &str,
+    ) -> Vec<tokio::task::JoinHandle<reqwest::Response>> {
         let mut tasks = Vec::new();
-        for i in 1..=IN_FLIGHT {
+        for i in 1..=slots {
             let (api, channel) = (api.clone(), channel.to_string());
             let content = format!("{prefix}-{i}");
             tasks.push(tokio::spawn(async move {
@@ -696,7 +707,8 @@ async fn channel_and_author_changes_are_seen_at_once() {
 #[tokio::test]
 async fn one_sessions_sends_are_pipelined_and_keep_their_order() {
     const N: usize = 40;
-    let server = TestServer::start().await;
+    // One batch in flight: held by the gate, it alone holds the writer.
+    let server = TestServer::start_with(&[("DISCODEIT_MESSAGE_BATCHES_IN_FLIGHT", "1")]).await;
     let mut admin = server.client();
     admin.admin().await;
     let general = id_of(&admin.create_public_channel("general").await);
@@ -706,7 +718,7 @@ async fn one_sessions_sends_are_pipelined_and_keep_their_order() {
     sub.subscribe_confirmed("sub-0", &dest(&general)).await;
 
     let gate = WriterGate::close(&server).await;
-    let occupied = gate.occupy(&admin, &general, "first").await;
+    let occupied = gate.occupy_slots(1, &admin, &general, "first").await;
     let me = senders[0].user_id();
     let mut c =
         StompClient::connected(&server.base, Kind::Raw, senders[0].token.as_ref().unwrap()).await;
@@ -735,7 +747,7 @@ async fn one_sessions_sends_are_pipelined_and_keep_their_order() {
         assert_eq!(f.header("receipt-id"), Some(format!("r-{j}").as_str()));
     }
     let mut received = Vec::new();
-    while received.len() < N + IN_FLIGHT {
+    while received.len() < N + 1 {
         let (_, m) = sub.next_message_json().await;
         received.push(m["content"].as_str().unwrap().to_string());
     }
@@ -771,13 +783,14 @@ async fn one_sessions_sends_are_pipelined_and_keep_their_order() {
 /// ERROR (with its receipt id) closes the session, and no frame after it is read or written.
 #[tokio::test]
 async fn a_refused_send_is_answered_after_the_sends_before_it() {
-    let server = TestServer::start().await;
+    // One batch in flight: held by the gate, it alone holds the writer.
+    let server = TestServer::start_with(&[("DISCODEIT_MESSAGE_BATCHES_IN_FLIGHT", "1")]).await;
     let mut admin = server.client();
     admin.admin().await;
     let general = id_of(&admin.create_public_channel("general").await);
     let senders = users(&server, "refuse", 2).await;
     let gate = WriterGate::close(&server).await;
-    let occupied = gate.occupy(&senders[1], &general, "first").await;
+    let occupied = gate.occupy_slots(1, &senders[1], &general, "first").await;
     let me = senders[0].user_id();
     let mut c =
         StompClient::connected(&server.base, Kind::Raw, senders[0].token.as_ref().unwrap()).await;
