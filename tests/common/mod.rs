@@ -150,7 +150,7 @@ impl TestServer {
 
     pub async fn wait_healthy(&self) {
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = client
                 .get(format!("{}/actuator/health", self.base))
