@@ -1,5 +1,5 @@
 import type { ComponentChildren } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import {
   changeRole,
   confirmDialog,
@@ -35,7 +35,10 @@ export function useFocusTrap(
   // what had focus before the first render (an autofocused field takes it on insertion)
   const opener = useRef<HTMLElement | null | undefined>(undefined);
   if (opener.current === undefined) opener.current = document.activeElement as HTMLElement | null;
-  useEffect(() => {
+  // A layout effect runs in the same commit that inserts the dialog, so Escape and Tab are
+  // handled from the first moment it is visible (a plain effect waits for the next frame,
+  // and a key pressed in between went to the page behind it).
+  useLayoutEffect(() => {
     const before = opener.current;
     const el = root.current;
     if (el && !el.contains(document.activeElement)) {
