@@ -84,7 +84,7 @@ impl EventBus {
     pub fn publish(&self, event: Event) {
         match &self.outbox {
             Some(w) => w.append(event),
-            None => self.deliver_local(Arc::new(event)),
+            None => self.deliver_ordered(event),
         }
     }
 
@@ -94,19 +94,38 @@ impl EventBus {
         match &self.outbox {
             Some(w) => w.try_append(event),
             None => {
-                self.deliver_local(Arc::new(event));
+                self.deliver_ordered(event);
                 Ok(())
             }
         }
     }
 
-    /// Hands `event` to every live local subscriber (dropped subscribers are forgotten).
-    pub fn deliver_local(&self, event: Arc<Event>) {
+    /// The synchronous hooks (cache invalidation) run before any subscriber sees the event.
+    fn run_hooks(&self, event: &Event) {
         if let Ok(hooks) = self.hooks.read() {
             for hook in hooks.iter() {
-                hook(&event);
+                hook(event);
             }
         }
+    }
+
+    /// Single-instance delivery: an SSE event gets its id here, under the lock that orders
+    /// the subscribers' channels, so id order is delivery order, as the relay makes it in
+    /// Kafka mode (a stream skips live events at or below its `Last-Event-ID`).
+    fn deliver_ordered(&self, mut event: Event) {
+        self.run_hooks(&event);
+        if let Ok(mut subs) = self.subscribers.lock() {
+            if let Event::Sse(s) = &mut event {
+                s.id = uuid::Uuid::now_v7();
+            }
+            let event = Arc::new(event);
+            subs.retain(|tx| tx.send(event.clone()).is_ok());
+        }
+    }
+
+    /// Hands `event` to every live local subscriber (dropped subscribers are forgotten).
+    pub fn deliver_local(&self, event: Arc<Event>) {
+        self.run_hooks(&event);
         if let Ok(mut subs) = self.subscribers.lock() {
             subs.retain(|tx| tx.send(event.clone()).is_ok());
         }
