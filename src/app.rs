@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+use crate::bus::backlog::BacklogLimits;
 use crate::bus::kafka::{start_consumer, Publisher};
 use crate::bus::outbox::{spawn_relay, OutboxWriter};
 use crate::bus::EventBus;
@@ -34,12 +35,16 @@ pub async fn build(config: Config) -> Result<Arc<App>, String> {
     }
     let (registry, memory) = session_registry(&config).await?;
     let registry: Arc<dyn JwtRegistry> = Arc::new(MeteredRegistry::new(registry));
+    let fanout = BacklogLimits {
+        max_bytes: config.fanout_max_bytes,
+        max_lag: config.fanout_max_lag,
+    };
     let bus = match &config.kafka_bootstrap {
-        Some(_) => EventBus::distributed(OutboxWriter::start(
-            db.clone(),
-            config.kafka_message_max_bytes,
-        )),
-        None => EventBus::new(),
+        Some(_) => EventBus::distributed(
+            OutboxWriter::start(db.clone(), config.kafka_message_max_bytes),
+            fanout,
+        ),
+        None => EventBus::new(fanout),
     };
     let services = Services::new(
         db,

@@ -125,6 +125,14 @@ pub const KNOWN_VARS: &[Var] = &[
         "send-time limit: age of the oldest queued message before the connection is closed [10000]",
     ),
     v(
+        "DISCODEIT_FANOUT_MAX_LAG_MS",
+        "how far the fan-out may fall behind (age of the event it works on) before publishers wait: message writes, broker SENDs, the Kafka consumer [500]",
+    ),
+    v(
+        "DISCODEIT_FANOUT_MAX_BYTES",
+        "bytes of events waiting for the fan-out before publishers wait [33554432]",
+    ),
+    v(
         "DISCODEIT_MAX_CONNECTIONS",
         "open connections (all kinds) before new ones get 503 [the file-descriptor limit minus 128 and the pool]",
     ),
@@ -332,6 +340,9 @@ pub struct Config {
     /// Realtime connections (`net::conn`, STOMP, SSE): limits.
     pub queue_max_bytes: usize,
     pub queue_max_age: Duration,
+    /// The fan-out's backlog limits (`DISCODEIT_FANOUT_MAX_*`), see `bus::backlog`.
+    pub fanout_max_bytes: usize,
+    pub fanout_max_lag: Duration,
     pub max_connections: Option<usize>,
     pub http_header_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -625,6 +636,11 @@ impl Config {
             queue_max_bytes: parse_num("DISCODEIT_QUEUE_MAX_BYTES", 512 * 1024)?.max(1024) as usize,
             queue_max_age: Duration::from_millis(
                 parse_num("DISCODEIT_QUEUE_MAX_AGE_MS", 10_000)?.max(10),
+            ),
+            fanout_max_bytes: parse_num("DISCODEIT_FANOUT_MAX_BYTES", 32 * 1024 * 1024)?.max(1)
+                as usize,
+            fanout_max_lag: Duration::from_millis(
+                parse_num("DISCODEIT_FANOUT_MAX_LAG_MS", 500)?.max(1),
             ),
             max_connections: match var("DISCODEIT_MAX_CONNECTIONS") {
                 Some(_) => Some(parse_num("DISCODEIT_MAX_CONNECTIONS", 0)?.max(1) as usize),

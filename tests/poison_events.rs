@@ -258,7 +258,7 @@ async fn the_relay_dead_letters_rows_it_can_never_send_and_publishes_the_rest_in
     .collect();
     let config = Arc::new(Config::from_lookup(|k| env.get(k).cloned()).unwrap());
     // A consumer first, so the published events can be seen arriving.
-    let bus = EventBus::new();
+    let bus = EventBus::default();
     let mut events = bus.subscribe();
     let ready = Arc::new(AtomicBool::new(false));
     start_consumer(config.clone(), servers.clone(), bus, ready.clone()).unwrap();

@@ -416,6 +416,12 @@ async fn consume(consumer: &EventConsumer, bus: &EventBus) {
                 seen.remove(&old);
             }
         }
+        // While the local fan-out is behind, the record waits here (and Kafka holds the
+        // rest) instead of in memory.
+        // (A bounded wait: the consumer must poll now and then to keep its group membership.)
+        if let Err(why) = bus.wait_ready(Some(Duration::from_secs(30))).await {
+            tracing::warn!("kafka consumer delivers although {why}");
+        }
         bus.deliver_local(Arc::new(env.event));
     }
 }

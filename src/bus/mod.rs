@@ -9,45 +9,101 @@
 //!   sees every event, in the same order, whichever instance produced it.
 //!
 //! Each subscriber has its own queue so a busy subscriber never blocks the publisher;
-//! subscribers are internal dispatchers that only push into bounded per-connection queues, so
-//! their queues stay short.
+//! subscribers are internal dispatchers that only push into bounded per-connection queues.
+//! When they fall behind anyway (the machine cannot fan out what is offered), the
+//! [`backlog`] gate holds the sources of load back ([`EventBus::wait_ready`]).
 
+pub mod backlog;
 pub mod error;
 pub mod kafka;
 pub mod outbox;
 
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::domain::Event;
+use backlog::{Backlog, BacklogLimits, Lane, Overloaded};
 use error::PipelineError;
 use outbox::OutboxWriter;
 
 /// A synchronous observer of local deliveries (see [`EventBus::on_deliver`]).
 type Hook = Arc<dyn Fn(&Event) + Send + Sync>;
 
+/// An event in a subscriber's queue: its weight and when it was queued, for the backlog.
+type Queued = (Arc<Event>, usize, u64);
+
+/// A subscriber's sending side.
+struct Subscriber {
+    tx: mpsc::UnboundedSender<Queued>,
+    lane: Arc<Lane>,
+}
+
 /// A cheap-to-clone handle on the bus.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct EventBus {
-    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<Event>>>>>,
+    subscribers: Arc<Mutex<Vec<Subscriber>>>,
     hooks: Arc<RwLock<Vec<Hook>>>,
+    backlog: Arc<Backlog>,
     /// Set in multi-instance mode: events leave through the outbox instead of going local.
     outbox: Option<OutboxWriter>,
 }
 
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus::new(BacklogLimits::default())
+    }
+}
+
+/// A subscriber's receiving side.
+pub struct BusReceiver {
+    rx: mpsc::UnboundedReceiver<Queued>,
+    lane: Arc<Lane>,
+    backlog: Arc<Backlog>,
+}
+
+impl BusReceiver {
+    /// The next event, in delivery order; `None` once the bus is gone.
+    pub async fn recv(&mut self) -> Option<Arc<Event>> {
+        let (event, weight, at) = self.rx.recv().await?;
+        self.backlog.received(&self.lane, weight, at);
+        Some(event)
+    }
+}
+
 impl EventBus {
     /// The single-instance bus.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The multi-instance bus: `publish` appends to the outbox through `writer`.
-    pub fn distributed(writer: OutboxWriter) -> Self {
+    pub fn new(limits: BacklogLimits) -> Self {
         EventBus {
             subscribers: Default::default(),
             hooks: Default::default(),
-            outbox: Some(writer),
+            backlog: Arc::new(Backlog::new(limits)),
+            outbox: None,
         }
+    }
+
+    /// The multi-instance bus: `publish` appends to the outbox through `writer`.
+    pub fn distributed(writer: OutboxWriter, limits: BacklogLimits) -> Self {
+        EventBus {
+            outbox: Some(writer),
+            ..EventBus::new(limits)
+        }
+    }
+
+    /// Why the local fan-out is too far behind to take more events now, or `None`.
+    pub fn why_behind(&self) -> Option<String> {
+        self.backlog.why_behind()
+    }
+
+    /// Waits until the local fan-out is within its limits (see [`backlog`]); after `limit`
+    /// (`None`: as long as it takes) gives up with the client-facing reason.
+    pub async fn wait_ready(&self, limit: Option<Duration>) -> Result<(), Overloaded> {
+        self.backlog.wait_ready(limit).await
+    }
+
+    /// The backlog limits this bus was built with.
+    pub fn backlog_limits(&self) -> BacklogLimits {
+        self.backlog.limits()
     }
 
     /// True when events travel through the outbox and Kafka.
@@ -61,12 +117,20 @@ impl EventBus {
     }
 
     /// Registers a subscriber; it receives every event delivered from now on, in order.
-    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<Arc<Event>> {
+    pub fn subscribe(&self) -> BusReceiver {
         let (tx, rx) = mpsc::unbounded_channel();
+        let lane = self.backlog.add_lane();
         if let Ok(mut subs) = self.subscribers.lock() {
-            subs.push(tx);
+            subs.push(Subscriber {
+                tx,
+                lane: lane.clone(),
+            });
         }
-        rx
+        BusReceiver {
+            rx,
+            lane,
+            backlog: self.backlog.clone(),
+        }
     }
 
     /// Registers `hook`, called synchronously with every event delivered locally before any
@@ -118,8 +182,7 @@ impl EventBus {
             if let Event::Sse(s) = &mut event {
                 s.id = uuid::Uuid::now_v7();
             }
-            let event = Arc::new(event);
-            subs.retain(|tx| tx.send(event.clone()).is_ok());
+            self.send_all(&mut subs, Arc::new(event));
         }
     }
 
@@ -127,8 +190,24 @@ impl EventBus {
     pub fn deliver_local(&self, event: Arc<Event>) {
         self.run_hooks(&event);
         if let Ok(mut subs) = self.subscribers.lock() {
-            subs.retain(|tx| tx.send(event.clone()).is_ok());
+            self.send_all(&mut subs, event);
         }
+    }
+
+    /// Queues `event` for every subscriber, counting it in their backlog.
+    fn send_all(&self, subs: &mut Vec<Subscriber>, event: Arc<Event>) {
+        let weight = event.weight();
+        let at = backlog::now_us();
+        let mut gone = Vec::new();
+        subs.retain(|s| {
+            self.backlog.queued(&s.lane, weight, at);
+            let sent = s.tx.send((event.clone(), weight, at)).is_ok();
+            if !sent {
+                gone.push(s.lane.clone());
+            }
+            sent
+        });
+        self.backlog.drop_lanes(&gone);
     }
 }
 
@@ -139,7 +218,7 @@ mod tests {
 
     #[tokio::test]
     async fn hooks_run_before_subscribers_receive() {
-        let bus = EventBus::new();
+        let bus = EventBus::default();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         bus.on_deliver(move |e| {
@@ -160,7 +239,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_subscriber_sees_every_event_in_order() {
-        let bus = EventBus::new();
+        let bus = EventBus::default();
         let mut a = bus.subscribe();
         let mut b = bus.subscribe();
         let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
@@ -178,5 +257,88 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn broker(body: &str) -> Event {
+        Event::BrokerMessage {
+            destination: "/sub/x".into(),
+            body: body.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_past_the_byte_limit_holds_publishers_until_it_catches_up() {
+        let limits = BacklogLimits {
+            max_bytes: 4096,
+            max_lag: Duration::from_secs(3600),
+        };
+        let bus = EventBus::new(limits);
+        let mut fast = bus.subscribe();
+        let mut slow = bus.subscribe();
+        let body = "x".repeat(1000);
+        for _ in 0..3 {
+            bus.publish(broker(&body));
+        }
+        assert!(bus.why_behind().is_none(), "3 × ~1.3 KB is under 4 KiB");
+        bus.publish(broker(&body));
+        // The fast subscriber keeps up; the slow one alone is enough to be behind.
+        for _ in 0..4 {
+            fast.recv().await.unwrap();
+        }
+        let why = bus.why_behind().expect("behind past 4 KiB");
+        assert!(why.contains("limit 4096"), "{why}");
+        let refused = bus.wait_ready(Some(Duration::from_millis(30))).await;
+        let why = refused.expect_err("still behind after 30 ms").to_string();
+        assert!(why.starts_with("the server is overloaded: "), "{why}");
+
+        // A waiter is let through as soon as the subscriber catches up.
+        let waiter = tokio::spawn({
+            let bus = bus.clone();
+            async move { bus.wait_ready(None).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        slow.recv().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken once under the limit")
+            .unwrap()
+            .unwrap();
+        for _ in 0..3 {
+            slow.recv().await.unwrap();
+        }
+        assert!(bus.why_behind().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_working_on_an_old_event_is_behind_and_a_gone_one_is_forgotten() {
+        let limits = BacklogLimits {
+            max_bytes: usize::MAX,
+            max_lag: Duration::from_millis(40),
+        };
+        let bus = EventBus::new(limits);
+        let mut rx = bus.subscribe();
+        bus.publish(broker("a"));
+        bus.publish(broker("b"));
+        assert!(bus.why_behind().is_none(), "fresh events are not late");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let why = bus.why_behind().expect("the queued event is 60 ms old");
+        assert!(why.contains("ms behind (limit 40 ms)"), "{why}");
+        // Taking the first: the second was queued as long ago, still behind.
+        rx.recv().await.unwrap();
+        assert!(bus.why_behind().is_some());
+        rx.recv().await.unwrap();
+        assert!(bus.why_behind().is_none(), "an empty queue is never behind");
+
+        // A subscriber that went away is not waited for.
+        bus.publish(broker("c"));
+        drop(rx);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(bus.why_behind().is_some(), "not yet noticed");
+        bus.publish(broker("d"));
+        assert!(
+            bus.why_behind().is_none(),
+            "its lane is dropped at the next send"
+        );
     }
 }

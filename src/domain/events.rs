@@ -59,6 +59,20 @@ pub enum MessageEventBody<'a> {
 }
 
 impl Event {
+    /// Roughly the bytes this event costs while it waits for the fan-out: its text plus a
+    /// fixed allowance for the rest (ids, times, the author), for the bus's backlog limit.
+    pub fn weight(&self) -> usize {
+        const BASE: usize = 256;
+        BASE + match self {
+            Event::MessageCreated { message } | Event::MessageUpdated { message } => {
+                message.content.len() + message.attachments.len() * BASE
+            }
+            Event::BrokerMessage { destination, body } => destination.len() + body.len(),
+            Event::Sse(e) => e.name.len() + e.data.len(),
+            Event::MessageDeleted { .. } | Event::UserRevoked { .. } | Event::Changed(_) => 0,
+        }
+    }
+
     /// For an edit or a deletion: the channel and the `.message-events` body.
     pub fn message_event(&self) -> Option<(Uuid, MessageEventBody<'_>)> {
         match self {

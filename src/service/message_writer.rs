@@ -36,6 +36,7 @@ use uuid::Uuid;
 use super::lookups::{ChannelFacts, Resolved};
 use super::uploads::{StagedUploads, UploadKind};
 use super::{CommitError, Services};
+use crate::bus::EventBus;
 use crate::config::Config;
 use crate::domain::{BinaryContentDto, Change, ChannelType, Event, MessageDto, UserDto};
 use crate::error::{ApiError, ApiResult};
@@ -68,10 +69,12 @@ pub(crate) struct MessageWriter {
 impl MessageWriter {
     /// Spawns the writer task; it ends when the services are dropped. `depth`: batches in
     /// flight at once.
-    pub fn start(services: Weak<Services>, config: &Config, depth: usize) -> Self {
+    /// `bus`: whose backlog holds the writer back (see `bus::backlog`).
+    pub fn start(services: Weak<Services>, bus: EventBus, config: &Config, depth: usize) -> Self {
         let (tx, rx) = mpsc::channel(config.message_queue);
         tokio::spawn(run(
             services,
+            bus,
             rx,
             config.message_batch_max,
             config.message_batch_window,
@@ -149,6 +152,7 @@ impl Clock {
 /// writes while the next is prepared and sent) and finishes them strictly in order.
 async fn run(
     services: Weak<Services>,
+    bus: EventBus,
     mut rx: mpsc::Receiver<Submission>,
     max: usize,
     window: Duration,
@@ -159,13 +163,17 @@ async fn run(
     let mut buf: Vec<Submission> = Vec::with_capacity(max);
     let mut open = true;
     loop {
-        let room = open && in_flight.len() < depth;
+        // No new batch while the fan-out is too far behind: the queue fills and the senders
+        // wait (STOMP) or get 503 (REST) instead of the broadcast backlog growing.
+        let behind = open && bus.why_behind().is_some();
+        let room = open && in_flight.len() < depth && !behind;
         tokio::select! {
             biased;
             Some(done) = in_flight.next() => {
                 let Some(services) = services.upgrade() else { return };
                 done.finish(&services);
             }
+            _ = bus.wait_ready(None), if behind => {}
             // `recv_many` is cancel-safe: what it took stays in `buf`.
             n = rx.recv_many(&mut buf, max), if room => {
                 if n == 0 {

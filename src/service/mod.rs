@@ -84,7 +84,7 @@ impl Services {
             config.message_batches_in_flight
         };
         Arc::new_cyclic(|services| Services {
-            writer: MessageWriter::start(services.clone(), &config, depth),
+            writer: MessageWriter::start(services.clone(), bus.clone(), &config, depth),
             upload_owner: Owner {
                 instance_id: config.instance_id.clone(),
                 incarnation: uuid::Uuid::new_v4(),

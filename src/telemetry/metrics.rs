@@ -171,6 +171,7 @@ pub mod names {
     pub const OUTBOX_LAG: &str = "discodeit_outbox_relay_lag_seconds";
     pub const DEAD_LETTERS: &str = "discodeit_dead_letters_rows";
     pub const KAFKA_LAG: &str = "discodeit_kafka_consumer_lag";
+    pub const FANOUT_WAITS: &str = "discodeit_fanout_waits_total";
     pub const REGISTRY_OPS: &str = "discodeit_jwt_registry_operations_total";
     pub const REGISTRY_ERRORS: &str = "discodeit_jwt_registry_errors_total";
     pub const READY: &str = "discodeit_ready";
@@ -197,6 +198,7 @@ pub mod names {
         OUTBOX_BACKLOG,
         OUTBOX_LAG,
         DEAD_LETTERS,
+        FANOUT_WAITS,
         KAFKA_LAG,
         REGISTRY_OPS,
         REGISTRY_ERRORS,
@@ -331,6 +333,10 @@ fn describe() {
         "Age of the oldest unpublished outbox row"
     );
     describe_gauge!(DEAD_LETTERS, "Rows in the dead_letters table");
+    describe_counter!(
+        FANOUT_WAITS,
+        "Times a source of events (message writer, broker SEND, Kafka consumer) waited for the fan-out to catch up"
+    );
     describe_gauge!(KAFKA_LAG, "Kafka records not yet consumed, by topic");
     describe_counter!(REGISTRY_OPS, "JWT session registry operations");
     describe_counter!(
@@ -525,6 +531,12 @@ pub fn record_dead_letters(rows: u64) {
 pub fn record_kafka_lag(topic: &str, lag: u64) {
     install();
     metrics::gauge!(names::KAFKA_LAG, "topic" => topic.to_string()).set(lag as f64);
+}
+
+/// A source of events waited for the fan-out to catch up (see `bus::backlog`).
+pub fn fanout_waited() {
+    install();
+    metrics::counter!(names::FANOUT_WAITS).increment(1);
 }
 
 /// The readiness probe's answer, sampled at scrape.

@@ -53,6 +53,12 @@ pub trait StompBackend: Send + Sync + 'static {
         request: MessageCreateRequest,
     ) -> BoxFuture<'static, Result<Committed, String>>;
 
+    /// While the fan-out is too far behind to take more: a future that resolves once it can
+    /// (or with the client-facing reason it could not in time). `None`: go ahead now.
+    fn fanout_ready(&self) -> Option<BoxFuture<'static, Result<(), String>>> {
+        None
+    }
+
     /// SEND to a plain broker destination (synchronous: it only publishes).
     fn broker_send(
         &self,
@@ -99,6 +105,16 @@ impl StompBackend for Services {
         })
     }
 
+    fn fanout_ready(&self) -> Option<BoxFuture<'static, Result<(), String>>> {
+        self.bus.why_behind()?;
+        let bus = self.bus.clone();
+        // As long as a subscriber's message may wait (the send-time limit), no longer.
+        let limit = self.config.queue_max_age;
+        Some(Box::pin(async move {
+            bus.wait_ready(Some(limit)).await.map_err(|e| e.to_string())
+        }))
+    }
+
     fn broker_send(
         &self,
         destination: &Destination,
@@ -116,11 +132,13 @@ impl StompBackend for Services {
 /// - channel subscriptions are allowed when the channel id's first byte is even, denied when
 ///   odd (a private channel);
 /// - `submit_message` needs a `channelId` and non-empty `content`; accepted ones are counted;
-/// - broker SENDs follow the server's rules ([`broker_event`]) and go straight to `hub`.
+/// - broker SENDs follow the server's rules ([`broker_event`]) and go straight to `hub`;
+///   the fan-out is never behind unless a test says so ([`MemoryBackend::set_fanout`]).
 pub struct MemoryBackend {
     hub: Arc<Hub>,
     ended: Mutex<HashSet<Uuid>>,
     created: AtomicUsize,
+    fanout: Mutex<Option<Result<(), String>>>,
 }
 
 impl MemoryBackend {
@@ -129,7 +147,16 @@ impl MemoryBackend {
             hub,
             ended: Mutex::new(HashSet::new()),
             created: AtomicUsize::new(0),
+            fanout: Mutex::new(None),
         })
+    }
+
+    /// `Some(outcome)`: the fan-out counts as behind, and a broker SEND's wait for it ends
+    /// with `outcome`.
+    pub fn set_fanout(&self, outcome: Option<Result<(), String>>) {
+        if let Ok(mut f) = self.fanout.lock() {
+            *f = outcome;
+        }
     }
 
     /// Messages created through `SEND /pub/messages` so far.
@@ -235,6 +262,11 @@ impl StompBackend for MemoryBackend {
             Err("channelId and content are required".to_string())
         };
         Box::pin(async move { result })
+    }
+
+    fn fanout_ready(&self) -> Option<BoxFuture<'static, Result<(), String>>> {
+        let outcome = self.fanout.lock().ok()?.clone()?;
+        Some(Box::pin(std::future::ready(outcome)))
     }
 
     fn broker_send(

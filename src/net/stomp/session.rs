@@ -112,6 +112,13 @@ enum Done {
         receipt: Option<String>,
         result: Result<Committed, String>,
     },
+    /// A broker SEND waited for the fan-out to catch up (or gave up).
+    FanoutReady {
+        receipt: Option<String>,
+        destination: Destination,
+        body: Bytes,
+        result: Result<(), String>,
+    },
 }
 
 /// The outcome of one `SEND /pub/messages`, in order.
@@ -520,11 +527,22 @@ impl StompSession {
                     );
                     return self.refuse(receipt, &why);
                 }
-                let max = self.ctx.limits.broker_max_body;
-                match self.ctx.backend.broker_send(&parsed, &body, max) {
-                    Ok(()) => self.receipt(receipt),
-                    Err(e) => self.refuse(receipt, &e.to_string()),
+                // The fan-out is behind: the session reads nothing more until it caught up
+                // (TCP holds the publisher back), or refuses once the send-time limit passed.
+                if let Some(wait) = self.ctx.backend.fanout_ready() {
+                    let receipt = receipt.map(str::to_string);
+                    self.job = Some(Box::pin(async move {
+                        let result = wait.await;
+                        Done::FanoutReady {
+                            receipt,
+                            destination: parsed,
+                            body,
+                            result,
+                        }
+                    }));
+                    return;
                 }
+                self.broker_send(receipt, &parsed, &body)
             }
             Destination::ChannelMessages(_) | Destination::ChannelMessageEvents(_) => {
                 let e = DestinationError::ServerOnly {
@@ -532,6 +550,14 @@ impl StompSession {
                 };
                 self.refuse(receipt, &e.to_string())
             }
+        }
+    }
+
+    fn broker_send(&mut self, receipt: Option<&str>, destination: &Destination, body: &Bytes) {
+        let max = self.ctx.limits.broker_max_body;
+        match self.ctx.backend.broker_send(destination, body, max) {
+            Ok(()) => self.receipt(receipt),
+            Err(e) => self.refuse(receipt, &e.to_string()),
         }
     }
 
@@ -616,6 +642,18 @@ impl StompSession {
                 result,
             } => self.on_authorized(receipt, id, destination, result),
             Done::Submitted { receipt, result } => self.on_submitted(receipt, result),
+            Done::FanoutReady {
+                receipt,
+                destination,
+                body,
+                result,
+            } => match result {
+                Ok(()) => self.broker_send(receipt.as_deref(), &destination, &body),
+                Err(why) => {
+                    let why = format!("SEND {} refused: {why}", destination.as_string());
+                    self.refuse(receipt.as_deref(), &why)
+                }
+            },
         }
     }
 
@@ -748,8 +786,12 @@ mod tests {
     use std::collections::VecDeque;
 
     fn context(hub: &Arc<Hub>) -> Arc<StompContext> {
+        context_on(hub, MemoryBackend::new(hub.clone()))
+    }
+
+    fn context_on(hub: &Arc<Hub>, backend: Arc<MemoryBackend>) -> Arc<StompContext> {
         Arc::new(StompContext {
-            backend: MemoryBackend::new(hub.clone()),
+            backend,
             hub: hub.clone(),
             limits: StompLimits {
                 frame: Limits::default(),
@@ -802,6 +844,45 @@ mod tests {
         s.on_close(&CloseReason::normal());
         assert_eq!(hub.subscriber_count("/sub/room"), 0);
         assert_eq!(hub.session_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_broker_send_waits_for_a_lagging_fanout_and_is_refused_if_it_stays_behind() {
+        let hub = Hub::new(10, 2);
+        let backend = MemoryBackend::new(hub.clone());
+        let ctx = context_on(&hub, backend.clone());
+        let out = Outbound::new(Encoding::Raw, QueueLimits::default());
+        let mut s = StompSession::new(ctx, out.clone());
+        exchange(
+            &mut s,
+            &out,
+            "CONNECT\naccept-version:1.2\nAuthorization:Bearer user:alice\n\n\0\
+             SUBSCRIBE\nid:1\ndestination:/sub/room\n\n\0",
+        );
+        // Behind, then caught up: the SEND goes out after the wait.
+        backend.set_fanout(Some(Ok(())));
+        let sent = exchange(
+            &mut s,
+            &out,
+            "SEND\ndestination:/sub/room\nreceipt:r1\n\nlate\0",
+        );
+        assert!(sent.contains("MESSAGE\nsubscription:1\n"), "{sent}");
+        assert!(sent.ends_with("RECEIPT\nreceipt-id:r1\n\n\0"), "{sent}");
+        // Still behind when the wait ends: an ERROR with the reason, nothing published.
+        backend.set_fanout(Some(Err("the server is overloaded: 9 ms behind".into())));
+        let sent = exchange(
+            &mut s,
+            &out,
+            "SEND\ndestination:/sub/room\nreceipt:r2\n\nlost\0",
+        );
+        assert!(sent.starts_with("ERROR\n"), "{sent}");
+        assert!(sent.contains("receipt-id:r2\n"), "{sent}");
+        assert!(
+            sent.contains("\n\nSEND /sub/room refused: the server is overloaded: 9 ms behind\0"),
+            "{sent}"
+        );
+        assert!(!sent.contains("MESSAGE"), "{sent}");
+        assert!(s.closed);
     }
 
     #[tokio::test]
