@@ -126,7 +126,7 @@ pub const KNOWN_VARS: &[Var] = &[
     ),
     v(
         "DISCODEIT_FANOUT_MAX_LAG_MS",
-        "how far the fan-out may fall behind (age of the event it works on) before publishers wait: message writes, broker SENDs, the Kafka consumer [500]",
+        "how far the fan-out may fall behind (age of the event it works on) before publishers wait: message writes, broker SENDs, the Kafka consumer [10000]",
     ),
     v(
         "DISCODEIT_FANOUT_MAX_BYTES",
@@ -640,7 +640,7 @@ impl Config {
             fanout_max_bytes: parse_num("DISCODEIT_FANOUT_MAX_BYTES", 32 * 1024 * 1024)?.max(1)
                 as usize,
             fanout_max_lag: Duration::from_millis(
-                parse_num("DISCODEIT_FANOUT_MAX_LAG_MS", 500)?.max(1),
+                parse_num("DISCODEIT_FANOUT_MAX_LAG_MS", 10_000)?.max(1),
             ),
             max_connections: match var("DISCODEIT_MAX_CONNECTIONS") {
                 Some(_) => Some(parse_num("DISCODEIT_MAX_CONNECTIONS", 0)?.max(1) as usize),

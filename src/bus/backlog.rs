@@ -9,6 +9,13 @@
 //! they are published, and the Kafka consumer before it delivers the next record. The
 //! backlog therefore stays near the limits however hard the server is pushed, and what is
 //! delivered keeps a latency near `max_lag` instead of growing with the overload's length.
+//!
+//! The same holds one step further down: when the dispatchers keep up but the connections'
+//! own queues do not (the sockets cannot be written as fast as messages arrive), the
+//! [`FanoutMeter`] sees it. The hub reports, per broadcast, how many subscribers' queues
+//! already held a message older than `max_lag`; when most pushes of the last ~100 ms found
+//! such a queue, the server as a whole is behind. One slow subscriber (or a few) never is:
+//! they are a small share of the pushes, and their own byte and age limits deal with them.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -28,7 +35,7 @@ impl Default for BacklogLimits {
     fn default() -> Self {
         BacklogLimits {
             max_bytes: 32 * 1024 * 1024,
-            max_lag: Duration::from_millis(500),
+            max_lag: Duration::from_millis(10_000),
         }
     }
 }
@@ -59,6 +66,78 @@ pub(crate) struct Backlog {
     lanes: Mutex<Vec<Arc<Lane>>>,
     waiters: AtomicUsize,
     ready: Notify,
+    pushes: PushWindow,
+}
+
+/// Pushes to connection queues in the current and the previous window, and how many of them
+/// found the queue lagging.
+#[derive(Default)]
+struct PushWindow {
+    start_us: AtomicU64,
+    pushes: AtomicU64,
+    lagging: AtomicU64,
+    last_pushes: AtomicU64,
+    last_lagging: AtomicU64,
+}
+
+/// The window's length.
+const WINDOW_US: u64 = 100_000;
+/// Fewer pushes than this in a window say nothing (a small channel with a slow member).
+const MIN_PUSHES: u64 = 256;
+
+impl PushWindow {
+    fn add(&self, pushes: u64, lagging: u64) {
+        let now = now_us();
+        let start = self.start_us.load(Ordering::Relaxed);
+        if now.saturating_sub(start) > WINDOW_US
+            && self
+                .start_us
+                .compare_exchange(start, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            // A window that ended long ago is not the previous one.
+            let recent = now.saturating_sub(start) <= 2 * WINDOW_US;
+            let (p, l) = (
+                self.pushes.swap(0, Ordering::AcqRel),
+                self.lagging.swap(0, Ordering::AcqRel),
+            );
+            self.last_pushes
+                .store(if recent { p } else { 0 }, Ordering::Release);
+            self.last_lagging
+                .store(if recent { l } else { 0 }, Ordering::Release);
+        }
+        self.pushes.fetch_add(pushes, Ordering::AcqRel);
+        self.lagging.fetch_add(lagging, Ordering::AcqRel);
+    }
+
+    /// The share of recent pushes that found a lagging queue (`None`: too few to tell, or
+    /// nothing pushed lately).
+    fn lagging_share(&self) -> Option<f64> {
+        let age = now_us().saturating_sub(self.start_us.load(Ordering::Acquire));
+        if age > 2 * WINDOW_US {
+            return None;
+        }
+        let pushes = self.pushes.load(Ordering::Acquire) + self.last_pushes.load(Ordering::Acquire);
+        let lagging =
+            self.lagging.load(Ordering::Acquire) + self.last_lagging.load(Ordering::Acquire);
+        (pushes >= MIN_PUSHES).then(|| lagging as f64 / pushes as f64)
+    }
+}
+
+/// The hub's view of the gate: what counts as a lagging queue, and where to report.
+#[derive(Clone)]
+pub struct FanoutMeter(Arc<Backlog>);
+
+impl FanoutMeter {
+    /// A queue whose oldest message is older than this is lagging.
+    pub fn lag_ms(&self) -> u64 {
+        self.0.limits.max_lag.as_millis() as u64
+    }
+
+    /// One broadcast pushed to `pushes` queues, `lagging` of which were lagging.
+    pub fn observe(&self, pushes: usize, lagging: usize) {
+        self.0.pushes.add(pushes as u64, lagging as u64);
+    }
 }
 
 fn epoch() -> Instant {
@@ -78,7 +157,13 @@ impl Backlog {
             lanes: Mutex::new(Vec::new()),
             waiters: AtomicUsize::new(0),
             ready: Notify::new(),
+            pushes: PushWindow::default(),
         }
+    }
+
+    /// The handle the realtime hubs report their pushes through.
+    pub fn meter(self: &Arc<Self>) -> FanoutMeter {
+        FanoutMeter(self.clone())
     }
 
     pub fn limits(&self) -> BacklogLimits {
@@ -127,6 +212,15 @@ impl Backlog {
 
     /// Why the fan-out is too far behind to take more, or `None`.
     pub fn why_behind(&self) -> Option<String> {
+        if let Some(share) = self.pushes.lagging_share() {
+            if share > 0.5 {
+                return Some(format!(
+                    "{:.0} % of the subscribers' queues hold messages older than {} ms",
+                    share * 100.0,
+                    self.limits.max_lag.as_millis()
+                ));
+            }
+        }
         let lanes = self.lanes.lock().ok()?;
         let now = now_us();
         for lane in lanes.iter() {

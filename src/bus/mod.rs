@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::domain::Event;
-use backlog::{Backlog, BacklogLimits, Lane, Overloaded};
+use backlog::{Backlog, BacklogLimits, FanoutMeter, Lane, Overloaded};
 use error::PipelineError;
 use outbox::OutboxWriter;
 
@@ -99,6 +99,11 @@ impl EventBus {
     /// (`None`: as long as it takes) gives up with the client-facing reason.
     pub async fn wait_ready(&self, limit: Option<Duration>) -> Result<(), Overloaded> {
         self.backlog.wait_ready(limit).await
+    }
+
+    /// Where the realtime hubs report how far behind the connections' queues are.
+    pub fn fanout_meter(&self) -> FanoutMeter {
+        self.backlog.meter()
     }
 
     /// The backlog limits this bus was built with.
@@ -340,5 +345,25 @@ mod tests {
             bus.why_behind().is_none(),
             "its lane is dropped at the next send"
         );
+    }
+
+    #[tokio::test]
+    async fn most_pushes_finding_lagging_queues_is_behind_a_few_is_not() {
+        let bus = EventBus::default();
+        let meter = bus.fanout_meter();
+        assert_eq!(meter.lag_ms(), 10_000);
+        // Too few pushes to tell (a small channel with a slow member).
+        meter.observe(100, 100);
+        assert!(bus.why_behind().is_none());
+        // A few slow subscribers among many.
+        meter.observe(1000, 30);
+        assert!(bus.why_behind().is_none());
+        // Most of the recent pushes found old messages queued: the server is behind.
+        meter.observe(1000, 1000);
+        let why = bus.why_behind().expect("behind");
+        assert!(why.contains("% of the subscribers' queues"), "{why}");
+        // Nothing pushed for a while: nothing to hold back for.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(bus.why_behind().is_none());
     }
 }

@@ -313,25 +313,36 @@ impl Outbound {
     /// Queues `item` without waiting. Returns false when it was not queued: the connection
     /// is closed, or this push made it a slow consumer (and closed it).
     pub fn push(&self, item: Item) -> bool {
+        self.push_aged(item).is_some()
+    }
+
+    /// [`Outbound::push`] that also tells how old the queue's oldest unwritten item was
+    /// (relative to `item`, in ms; 0 for an empty queue): `None` when not queued.
+    pub fn push_aged(&self, item: Item) -> Option<u64> {
         if self.closed.load(Ordering::Acquire) {
-            return false;
+            return None;
         }
         let mut st = lock(&self.state);
         if st.close.is_some() {
-            return false;
+            return None;
         }
         let max_age_ms = self.limits.max_age.as_millis() as u64;
-        if st.oldest_ms != 0 && item.at_ms.saturating_sub(st.oldest_ms) > max_age_ms {
+        let age = if st.oldest_ms == 0 {
+            0
+        } else {
+            item.at_ms.saturating_sub(st.oldest_ms)
+        };
+        if age > max_age_ms {
             self.close_locked(&mut st, CloseReason::slow_age(self.limits.max_age));
             drop(st);
             self.waker.wake();
-            return false;
+            return None;
         }
         if st.backlog + item.len > self.limits.max_bytes {
             self.close_locked(&mut st, CloseReason::slow_bytes(self.limits.max_bytes));
             drop(st);
             self.waker.wake();
-            return false;
+            return None;
         }
         let wake = st.items.is_empty();
         if st.backlog == 0 {
@@ -344,7 +355,7 @@ impl Outbound {
         if wake {
             self.waker.wake();
         }
-        true
+        Some(age)
     }
 
     /// [`Outbound::push`] of one buffer stamped now.
@@ -511,6 +522,29 @@ mod tests {
         let (items, close) = take(&out);
         assert!(items.is_empty());
         assert_eq!(close, Some(reason));
+    }
+
+    #[test]
+    fn a_push_tells_the_age_of_the_oldest_unwritten_item() {
+        let out = Outbound::new(Encoding::Raw, limits(1000, 100));
+        assert_eq!(
+            out.push_aged(Item::new(Bytes::from_static(b"a"), 1_000)),
+            Some(0)
+        );
+        assert_eq!(
+            out.push_aged(Item::new(Bytes::from_static(b"b"), 1_040)),
+            Some(40)
+        );
+        let _ = take(&out);
+        out.written(2, None);
+        assert_eq!(
+            out.push_aged(Item::new(Bytes::from_static(b"c"), 1_090)),
+            Some(0)
+        );
+        assert_eq!(
+            out.push_aged(Item::new(Bytes::from_static(b"d"), 1_300)),
+            None
+        );
     }
 
     #[test]

@@ -18,10 +18,11 @@ use crate::net::shards::{lock, Sharded};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+use crate::bus::backlog::FanoutMeter;
 use crate::bus::EventBus;
 use crate::config::Config;
 use crate::domain::{Audience, Event, SseEvent};
@@ -106,6 +107,8 @@ pub struct SseHub {
     max_events: usize,
     max_age: Duration,
     keepalive: Duration,
+    /// Set by [`SseHub::attach`]: where dispatches report lagging queues (`bus::backlog`).
+    meter: OnceLock<FanoutMeter>,
 }
 
 /// Where a reconnecting client's replay starts.
@@ -146,11 +149,13 @@ impl SseHub {
             max_events: config.sse_replay_max_events.max(1),
             max_age: config.sse_replay_max_age,
             keepalive: config.sse_keepalive,
+            meter: OnceLock::new(),
         })
     }
 
     /// Subscribes to the bus and starts the keep-alive sweep.
     pub fn attach(self: Arc<Self>, bus: &EventBus) {
+        let _ = self.meter.set(bus.fanout_meter());
         let mut rx = bus.subscribe();
         let hub = self.clone();
         tokio::spawn(async move {
@@ -180,6 +185,10 @@ impl SseHub {
         let id = e.id.to_string();
         let bytes = encode_event(Some(&id), Some(&e.name), &e.data);
         let at = now_ms();
+        let mut count = Pushes {
+            lag_ms: self.meter.get().map_or(u64::MAX, FanoutMeter::lag_ms),
+            ..Pushes::default()
+        };
         let kept = || Kept {
             id: e.id,
             at: Instant::now(),
@@ -191,7 +200,7 @@ impl SseHub {
                 for shard in self.shards.all() {
                     let mut map = lock(shard);
                     map.retain(|_, entry| {
-                        push_live(&mut entry.streams, e.id, &bytes, at);
+                        push_live(&mut entry.streams, e.id, &bytes, at, &mut count);
                         !entry.streams.is_empty() || entry.history.is_some()
                     });
                 }
@@ -204,9 +213,12 @@ impl SseHub {
                         .history
                         .get_or_insert_with(|| History::new(self.start_horizon))
                         .push(kept(), self.max_events, self.max_age);
-                    push_live(&mut entry.streams, e.id, &bytes, at);
+                    push_live(&mut entry.streams, e.id, &bytes, at, &mut count);
                 }
             }
+        }
+        if let Some(meter) = self.meter.get() {
+            meter.observe(count.queued, count.lagging);
         }
     }
 
@@ -380,7 +392,21 @@ impl SseHub {
 }
 
 /// Pushes `bytes` to every stream; a slow or closed stream is removed at once.
-fn push_live(streams: &mut Vec<StreamHandle>, id: Uuid, bytes: &Bytes, at: u64) {
+/// What one dispatch's pushes found, for the [`FanoutMeter`].
+#[derive(Default)]
+struct Pushes {
+    lag_ms: u64,
+    queued: usize,
+    lagging: usize,
+}
+
+fn push_live(
+    streams: &mut Vec<StreamHandle>,
+    id: Uuid,
+    bytes: &Bytes,
+    at: u64,
+    count: &mut Pushes,
+) {
     streams.retain_mut(|s| {
         if !s.replayed.is_empty() && s.replayed.remove(&id) {
             return true;
@@ -388,7 +414,9 @@ fn push_live(streams: &mut Vec<StreamHandle>, id: Uuid, bytes: &Bytes, at: u64) 
         if s.resume_after.is_some_and(|after| id <= after) {
             return true;
         }
-        if s.out.push(Item::new(bytes.clone(), at)) {
+        if let Some(age) = s.out.push_aged(Item::new(bytes.clone(), at)) {
+            count.queued += 1;
+            count.lagging += usize::from(age > count.lag_ms);
             true
         } else {
             tracing::debug!("sse stream {} dropped (slow or gone)", s.id);

@@ -12,10 +12,11 @@
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use uuid::Uuid;
 
+use crate::bus::backlog::FanoutMeter;
 use crate::bus::EventBus;
 use crate::domain::{Event, MessageDto};
 use crate::net::conn::clock::now_ms;
@@ -80,6 +81,8 @@ pub struct Hub {
     next_message: AtomicU64,
     max_per_destination: usize,
     max_sessions_per_user: usize,
+    /// Set by [`Hub::attach`]: where broadcasts report lagging queues (see `bus::backlog`).
+    meter: OnceLock<FanoutMeter>,
 }
 
 /// `MESSAGE\nsubscription:` in each encoding.
@@ -95,12 +98,14 @@ impl Hub {
             next_message: AtomicU64::new(1),
             max_per_destination,
             max_sessions_per_user,
+            meter: OnceLock::new(),
         })
     }
 
     /// Consumes the bus (messages are fanned out in the order the bus delivers them,
     /// revocations close the user's connections) and sweeps stuck queues every second.
     pub fn attach(self: &Arc<Self>, bus: &EventBus) {
+        let _ = self.meter.set(bus.fanout_meter());
         let mut rx = bus.subscribe();
         let hub = self.clone();
         tokio::spawn(async move {
@@ -198,7 +203,8 @@ impl Hub {
         let tail_raw = MessageTemplate::new(destination, message_id, content_type, body).tail();
         let mut tail_sockjs: Option<Bytes> = None;
         let at = now_ms();
-        let mut queued = 0;
+        let lag_ms = self.meter.get().map_or(u64::MAX, FanoutMeter::lag_ms);
+        let (mut queued, mut lagging) = (0, 0);
         for s in targets.iter() {
             let (head, tail) = match s.out.encoding() {
                 Encoding::Raw => (HEAD_RAW, tail_raw.clone()),
@@ -210,9 +216,13 @@ impl Hub {
                 ),
             };
             let item = Item::three(Bytes::from_static(head), s.id_encoded.clone(), tail, at);
-            if s.out.push(item) {
+            if let Some(age) = s.out.push_aged(item) {
                 queued += 1;
+                lagging += usize::from(age > lag_ms);
             }
+        }
+        if let Some(meter) = self.meter.get() {
+            meter.observe(queued, lagging);
         }
         queued
     }

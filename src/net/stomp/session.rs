@@ -117,6 +117,7 @@ enum Done {
         receipt: Option<String>,
         destination: Destination,
         body: Bytes,
+        waited_ms: u64,
         result: Result<(), String>,
     },
 }
@@ -131,6 +132,9 @@ struct Sent {
 struct Bucket {
     tokens: f64,
     last_ms: u64,
+    /// SENDs allowed beyond the bucket: while the session waited for the fan-out it read
+    /// nothing, and what the client sent meanwhile (at its own pace) arrives as one burst.
+    credit: f64,
 }
 
 /// The state of one STOMP connection.
@@ -166,6 +170,7 @@ impl StompSession {
             bucket: Bucket {
                 tokens: f64::from(ctx.limits.broker_rate),
                 last_ms: now_ms(),
+                credit: 0.0,
             },
             ctx,
             out,
@@ -531,12 +536,14 @@ impl StompSession {
                 // (TCP holds the publisher back), or refuses once the send-time limit passed.
                 if let Some(wait) = self.ctx.backend.fanout_ready() {
                     let receipt = receipt.map(str::to_string);
+                    let since = now_ms();
                     self.job = Some(Box::pin(async move {
                         let result = wait.await;
                         Done::FanoutReady {
                             receipt,
                             destination: parsed,
                             body,
+                            waited_ms: now_ms().saturating_sub(since),
                             result,
                         }
                     }));
@@ -565,6 +572,10 @@ impl StompSession {
         let rate = f64::from(self.ctx.limits.broker_rate);
         let now = now_ms();
         let b = &mut self.bucket;
+        if b.credit >= 1.0 {
+            b.credit -= 1.0;
+            return true;
+        }
         b.tokens = (b.tokens + (now.saturating_sub(b.last_ms) as f64) * rate / 1000.0).min(rate);
         b.last_ms = now;
         if b.tokens >= 1.0 {
@@ -646,9 +657,16 @@ impl StompSession {
                 receipt,
                 destination,
                 body,
+                waited_ms,
                 result,
             } => match result {
-                Ok(()) => self.broker_send(receipt.as_deref(), &destination, &body),
+                Ok(()) => {
+                    let rate = f64::from(self.ctx.limits.broker_rate);
+                    // (At most 10 s worth, the default send-time limit a wait lasts at most.)
+                    self.bucket.credit =
+                        (self.bucket.credit + waited_ms as f64 * rate / 1000.0).min(rate * 10.0);
+                    self.broker_send(receipt.as_deref(), &destination, &body)
+                }
                 Err(why) => {
                     let why = format!("SEND {} refused: {why}", destination.as_string());
                     self.refuse(receipt.as_deref(), &why)
@@ -883,6 +901,8 @@ mod tests {
         );
         assert!(!sent.contains("MESSAGE"), "{sent}");
         assert!(s.closed);
+        // As the driver does (it also settles the process-wide session gauges).
+        s.on_close(&CloseReason::normal());
     }
 
     #[tokio::test]
