@@ -4,7 +4,10 @@
 //!
 //!     cargo run --release --example kafka-ceiling -- \
 //!         [--servers 127.0.0.1:59092] [--rate 3000] [--seconds 8] [--bytes 600] \
-//!         [--partitions 1] [--linger-ms 2] [--fetch-wait-ms 50] [--batch 256]
+//!         [--partitions 1] [--linger-ms 2] [--fetch-wait-ms 10] [--batch 256]
+//!
+//! The defaults and the producer/consumer settings come from the server's own code
+//! (`bus::kafka::{producer_settings, consumer_settings}`, `config::DEFAULT_KAFKA_*`).
 //!
 //! The producer sends `rate` records/s on a fixed schedule (in groups of `batch` awaited
 //! together, as the relay does with a round of outbox rows, or one at a time with
@@ -13,6 +16,8 @@
 //! behind its schedule shows up as latency). Prints one line: offered, produced/s, consumed/s,
 //! p50/p90/p99/max ms, lost.
 
+use discodeit::bus::kafka;
+use discodeit::config::{DEFAULT_KAFKA_FETCH_WAIT_MS, DEFAULT_KAFKA_MESSAGE_MAX_BYTES};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -40,8 +45,8 @@ fn parse_args() -> Result<Args, String> {
         seconds: 8,
         bytes: 600,
         partitions: 1,
-        linger_ms: 2,
-        fetch_wait_ms: 50,
+        linger_ms: kafka::RELAY_LINGER_MS,
+        fetch_wait_ms: DEFAULT_KAFKA_FETCH_WAIT_MS,
         batch: 256,
     };
     let mut it = std::env::args().skip(1);
@@ -95,14 +100,10 @@ async fn main() -> Result<(), String> {
     // The server's consumer settings (src/bus/kafka.rs), a fresh group from the end.
     let mut consumer_cfg = ClientConfig::new();
     base(&mut consumer_cfg);
-    let consumer: StreamConsumer = consumer_cfg
-        .set("group.id", &topic)
-        .set("auto.offset.reset", "latest")
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("fetch.wait.max.ms", a.fetch_wait_ms.to_string())
-        .create()
-        .map_err(|e| e.to_string())?;
+    let consumer: StreamConsumer =
+        kafka::consumer_settings(&mut consumer_cfg, &topic, a.fetch_wait_ms)
+            .create()
+            .map_err(|e| e.to_string())?;
     consumer.subscribe(&[&topic]).map_err(|e| e.to_string())?;
     // Wait for the assignment, so nothing sent is skipped by `latest`.
     let t0 = Instant::now();
@@ -120,12 +121,13 @@ async fn main() -> Result<(), String> {
     // The server's producer settings.
     let mut producer_cfg = ClientConfig::new();
     base(&mut producer_cfg);
-    let producer: FutureProducer = producer_cfg
-        .set("enable.idempotence", "true")
-        .set("linger.ms", a.linger_ms.to_string())
-        .set("message.timeout.ms", "60000")
-        .create()
-        .map_err(|e| e.to_string())?;
+    let producer: FutureProducer = kafka::producer_settings(
+        &mut producer_cfg,
+        a.linger_ms,
+        DEFAULT_KAFKA_MESSAGE_MAX_BYTES as usize,
+    )
+    .create()
+    .map_err(|e| e.to_string())?;
     // Warm-up: one record end to end, so the consumer's offset is resolved and its fetch loop
     // runs before the measured records start.
     let warm_deadline = Instant::now() + Duration::from_secs(30);

@@ -301,6 +301,11 @@ pub const PUBLISHED_JWT_SECRETS: &[&str] = &["insecure-local-secret-change-me-01
 /// Admin passwords published as defaults (compose.yaml's and scripts/run.sh's old fallback).
 pub const PUBLISHED_ADMIN_PASSWORDS: &[&str] = &["admin1234!"];
 
+/// `KAFKA_FETCH_WAIT_MS` when unset (also the default of `examples/kafka-ceiling.rs`).
+pub const DEFAULT_KAFKA_FETCH_WAIT_MS: u64 = 10;
+/// `KAFKA_MESSAGE_MAX_BYTES` when unset (also the default of `examples/kafka-ceiling.rs`).
+pub const DEFAULT_KAFKA_MESSAGE_MAX_BYTES: u64 = 1_000_000;
+
 /// The validated server configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -591,7 +596,8 @@ impl Config {
         if pool == 0 {
             return Err("DATABASE_POOL_SIZE must be at least 1".into());
         }
-        let kafka_message_max_bytes = parse_num("KAFKA_MESSAGE_MAX_BYTES", 1_000_000)?;
+        let kafka_message_max_bytes =
+            parse_num("KAFKA_MESSAGE_MAX_BYTES", DEFAULT_KAFKA_MESSAGE_MAX_BYTES)?;
         if !(65_536..=1_000_000_000).contains(&kafka_message_max_bytes) {
             return Err("KAFKA_MESSAGE_MAX_BYTES must be between 65536 and 1000000000".into());
         }
@@ -702,7 +708,8 @@ impl Config {
             kafka_topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "discodeit.".into()),
             kafka_partitions: parse_num("KAFKA_TOPIC_PARTITIONS", 4)?.clamp(1, 1024) as i32,
             kafka_session_timeout_ms: parse_num("KAFKA_SESSION_TIMEOUT_MS", 6000)?.max(1000),
-            kafka_fetch_wait_ms: parse_num("KAFKA_FETCH_WAIT_MS", 10)?.clamp(1, 5000),
+            kafka_fetch_wait_ms: parse_num("KAFKA_FETCH_WAIT_MS", DEFAULT_KAFKA_FETCH_WAIT_MS)?
+                .clamp(1, 5000),
             kafka_heartbeat_interval_ms: parse_num("KAFKA_HEARTBEAT_INTERVAL_MS", 1000)?.max(100),
             kafka_message_max_bytes: kafka_message_max_bytes as usize,
             faults: Faults::parse(var("DISCODEIT_FAULT_INJECTION"))?,

@@ -162,7 +162,44 @@ fn base_config(config: &Config, servers: &str) -> ClientConfig {
     c
 }
 
-/// The relay's producer.
+/// The relay's `linger.ms`: how long the producer waits to fill a batch.
+pub const RELAY_LINGER_MS: u64 = 2;
+
+/// The relay producer's delivery settings, shared with `examples/kafka-ceiling.rs` so the
+/// ceiling it measures is this configuration's.
+pub fn producer_settings(
+    c: &mut ClientConfig,
+    linger_ms: u64,
+    max_bytes: usize,
+) -> &mut ClientConfig {
+    let max = max_bytes.to_string();
+    // Idempotence keeps a partition's order through internal retries.
+    c.set("enable.idempotence", "true")
+        .set("linger.ms", linger_ms.to_string())
+        .set("message.timeout.ms", "60000")
+        // The record size limit, explicitly: the outbox refuses events over it before
+        // they are written, and a record the producer still refuses is dead-lettered.
+        .set("message.max.bytes", &max)
+        .set("batch.size", &max)
+}
+
+/// The consumer's delivery settings (group, offsets, commits, fetch wait), shared with
+/// `examples/kafka-ceiling.rs`.
+pub fn consumer_settings<'a>(
+    c: &'a mut ClientConfig,
+    group: &str,
+    fetch_wait_ms: u64,
+) -> &'a mut ClientConfig {
+    c.set("group.id", group)
+        .set("auto.offset.reset", "latest")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        // Bounds the wait of a fetch. Kafka answers as soon as data arrives, so there this
+        // only paces idle polls; a broker that holds the fetch for the whole wait (tansu)
+        // adds up to this much to every event's latency (perf/RESULTS.md, the ceiling).
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
+}
+
 /// The producer's context: counts the times librdkafka lost every broker connection.
 ///
 /// Exists because a broker that restarts may have lost the tail of what it had acknowledged
@@ -202,20 +239,15 @@ pub struct SendOutcome {
 
 impl Publisher {
     pub fn new(config: &Config, servers: &str) -> Result<Self, PipelineError> {
-        let max = config.kafka_message_max_bytes.to_string();
         let outages = Arc::new(AtomicU64::new(0));
-        let producer: FutureProducer<BrokerWatch> = base_config(config, servers)
-            // Idempotence keeps a partition's order through internal retries.
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "2")
-            .set("message.timeout.ms", "60000")
-            // The record size limit, explicitly: the outbox refuses events over it before
-            // they are written, and a record the producer still refuses is dead-lettered.
-            .set("message.max.bytes", &max)
-            .set("batch.size", &max)
-            .create_with_context(BrokerWatch {
-                outages: outages.clone(),
-            })?;
+        let producer: FutureProducer<BrokerWatch> = producer_settings(
+            &mut base_config(config, servers),
+            RELAY_LINGER_MS,
+            config.kafka_message_max_bytes,
+        )
+        .create_with_context(BrokerWatch {
+            outages: outages.clone(),
+        })?;
         Ok(Publisher {
             producer,
             outages,
@@ -338,29 +370,25 @@ pub fn start_consumer(
     ready: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let group = format!("discodeit-{}", config.instance_id);
-    let consumer: EventConsumer = base_config(&config, &servers)
-        .set("group.id", &group)
-        // Static membership: after a lost session (e.g. the broker paused) the instance
-        // rejoins as itself instead of waiting for its old member to expire.
-        .set("group.instance.id", &config.instance_id)
-        .set("auto.offset.reset", "latest")
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set(
-            "session.timeout.ms",
-            config.kafka_session_timeout_ms.to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            config.kafka_heartbeat_interval_ms.to_string(),
-        )
-        // Bounds the wait of a fetch. Kafka answers as soon as data arrives, so there this
-        // only paces idle polls; a broker that holds the fetch for the whole wait (tansu)
-        // adds up to this much to every event's latency (perf/RESULTS.md, the ceiling).
-        .set("fetch.wait.max.ms", config.kafka_fetch_wait_ms.to_string())
-        .set("statistics.interval.ms", STATS_INTERVAL_MS)
-        .create_with_context(LagStats)
-        .map_err(|e| format!("kafka consumer: {e}"))?;
+    let consumer: EventConsumer = consumer_settings(
+        &mut base_config(&config, &servers),
+        &group,
+        config.kafka_fetch_wait_ms,
+    )
+    // Static membership: after a lost session (e.g. the broker paused) the instance
+    // rejoins as itself instead of waiting for its old member to expire.
+    .set("group.instance.id", &config.instance_id)
+    .set(
+        "session.timeout.ms",
+        config.kafka_session_timeout_ms.to_string(),
+    )
+    .set(
+        "heartbeat.interval.ms",
+        config.kafka_heartbeat_interval_ms.to_string(),
+    )
+    .set("statistics.interval.ms", STATS_INTERVAL_MS)
+    .create_with_context(LagStats)
+    .map_err(|e| format!("kafka consumer: {e}"))?;
     let consumer = Arc::new(consumer);
     tokio::spawn(async move {
         create_topics(&config, &servers).await;
