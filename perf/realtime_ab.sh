@@ -97,23 +97,23 @@ profile() {
     fi
 }
 
+# ab NAME SCRIPT ENV...: the step once per binary, after then before.
+ab() {
+    local name=$1
+    shift
+    run "$name-after" "$AFTER" "$@"
+    run "$name-before" "$BEFORE" "$@"
+}
+
 for step in $STEPS; do
     case $step in
     stomp10k)
-        for side in after before; do
-            bin=$AFTER
-            [[ $side == before ]] && bin=$BEFORE
-            run "stomp10k-$side" "$bin" perf/stomp_bench.sh STOMP_MODES=broker \
-                STOMP_RUNS="10000:$STOMP10K_RATES" LOADGEN_ARGS="--max-p99-ms 1000"
-        done
+        ab stomp10k perf/stomp_bench.sh STOMP_MODES=broker \
+            STOMP_RUNS="10000:$STOMP10K_RATES" LOADGEN_ARGS="--max-p99-ms 1000"
         ;;
     sse10k)
-        for side in after before; do
-            bin=$AFTER
-            [[ $side == before ]] && bin=$BEFORE
-            run "sse10k-$side" "$bin" perf/sse_bench.sh SSE_RUNS="10000:$SSE10K_RATES" \
-                LOADGEN_ARGS="--max-p99-ms 1000"
-        done
+        ab sse10k perf/sse_bench.sh SSE_RUNS="10000:$SSE10K_RATES" \
+            LOADGEN_ARGS="--max-p99-ms 1000"
         ;;
     stomp1k)
         run stomp1k-after "$AFTER" perf/stomp_bench.sh STOMP_MODES=broker \
@@ -130,13 +130,8 @@ for step in $STEPS; do
         done
         ;;
     sockjs10k)
-        for side in after before; do
-            bin=$AFTER
-            [[ $side == before ]] && bin=$BEFORE
-            run "sockjs10k-$side" "$bin" perf/stomp_bench.sh STOMP_MODES=broker \
-                STOMP_TRANSPORT=sockjs STOMP_RUNS="10000:$STOMP10K_RATES" \
-                LOADGEN_ARGS="--max-p99-ms 1000"
-        done
+        ab sockjs10k perf/stomp_bench.sh STOMP_MODES=broker STOMP_TRANSPORT=sockjs \
+            STOMP_RUNS="10000:$STOMP10K_RATES" LOADGEN_ARGS="--max-p99-ms 1000"
         ;;
     profile)
         for case in $PROFILE_CASES; do

@@ -1,6 +1,16 @@
-//! Timestamps the way the Java reference prints them (`Instant.toString()`).
+//! Timestamps the way the Java reference prints them (`Instant.toString()`), and the
+//! process's monotonic clock.
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Time since the first call in this process, on the monotonic clock: the one epoch the
+/// realtime queues (`net::conn::clock`) and the bus's backlog (`bus::backlog`) stamp with.
+pub fn since_start() -> Duration {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
 
 /// Java's `Instant.MIN`: what the reference sends as `lastMessageAt` of an empty channel.
 pub const INSTANT_MIN: &str = "-1000000000-01-01T00:00:00Z";

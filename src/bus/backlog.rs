@@ -7,8 +7,9 @@
 //! sources of load wait at [`Backlog::wait_ready`]: the message writer before its next
 //! batch (its queue fills, then STOMP SENDs wait and REST gets 503), broker SENDs before
 //! they are published, and the Kafka consumer before it delivers the next record. The
-//! backlog therefore stays near the limits however hard the server is pushed, and what is
-//! delivered keeps a latency near `max_lag` instead of growing with the overload's length.
+//! server's backlog (memory, and the lag between publishing and fan-out) therefore stays
+//! near the limits however hard it is pushed; a publisher that keeps sending regardless
+//! waits in its own socket buffer instead (perf/RESULTS.md, "Fan-out backlog gate").
 //!
 //! The same holds one step further down: when the dispatchers keep up but the connections'
 //! own queues do not (the sockets cannot be written as fast as messages arrive), the
@@ -17,11 +18,14 @@
 //! such a queue, the server as a whole is behind. One slow subscriber (or a few) never is:
 //! they are a small share of the pushes, and their own byte and age limits deal with them.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
+
+use crate::domain::Event;
 
 /// The limits of the fan-out's backlog (`DISCODEIT_FANOUT_MAX_BYTES`,
 /// `DISCODEIT_FANOUT_MAX_LAG_MS`).
@@ -50,20 +54,41 @@ impl std::fmt::Display for Overloaded {
     }
 }
 
+/// An event in a subscriber's queue: its weight and when it was queued ([`now_us`]).
+pub(crate) type Queued = (Arc<Event>, usize, u64);
+
+/// A subscriber: its queue's sending side and how far behind it is.
+pub(crate) struct Subscriber {
+    tx: mpsc::UnboundedSender<Queued>,
+    lane: Arc<Lane>,
+}
+
+/// Why the fan-out counts as behind; rendered only when someone is told.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Behind {
+    /// This share of the recent pushes found a lagging connection queue.
+    LaggingQueues(f64),
+    /// A subscriber has this many bytes queued.
+    Bytes(usize),
+    /// A subscriber works on an event queued this long ago.
+    Lag(Duration),
+}
+
 /// One subscriber's queue, as the gate sees it.
 #[derive(Default)]
 pub(crate) struct Lane {
     /// Bytes (see [`crate::domain::Event::weight`]) queued and not yet received.
     bytes: AtomicUsize,
-    /// Microseconds since [`epoch`] at which the event being worked on was queued (or, when
+    /// [`now_us`] at which the event being worked on was queued (or, when
     /// the queue was empty, at which the next one arrived): its age is the lane's lag.
     since_us: AtomicU64,
 }
 
-/// The state shared by the bus, its receivers and whoever waits at the gate.
+/// The state shared by the bus, its receivers and whoever waits at the gate: the bus's
+/// subscribers live here, so the gate reads their lanes under the lock that sends to them.
 pub(crate) struct Backlog {
     limits: BacklogLimits,
-    lanes: Mutex<Vec<Arc<Lane>>>,
+    subscribers: Mutex<Vec<Subscriber>>,
     waiters: AtomicUsize,
     ready: Notify,
     pushes: PushWindow,
@@ -140,21 +165,16 @@ impl FanoutMeter {
     }
 }
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// Microseconds since [`epoch`]: what queued events are stamped with.
+/// Microseconds on the process's monotonic clock: what queued events are stamped with.
 pub(crate) fn now_us() -> u64 {
-    epoch().elapsed().as_micros() as u64
+    crate::time::since_start().as_micros() as u64
 }
 
 impl Backlog {
     pub fn new(limits: BacklogLimits) -> Backlog {
         Backlog {
             limits,
-            lanes: Mutex::new(Vec::new()),
+            subscribers: Mutex::new(Vec::new()),
             waiters: AtomicUsize::new(0),
             ready: Notify::new(),
             pushes: PushWindow::default(),
@@ -166,34 +186,41 @@ impl Backlog {
         FanoutMeter(self.clone())
     }
 
-    pub fn limits(&self) -> BacklogLimits {
-        self.limits
+    fn lock(&self) -> Option<MutexGuard<'_, Vec<Subscriber>>> {
+        self.subscribers.lock().ok()
     }
 
-    /// A new subscriber's lane.
-    pub fn add_lane(&self) -> Arc<Lane> {
+    /// A new subscriber: its queue's receiving side and its lane.
+    pub fn subscribe(&self) -> (mpsc::UnboundedReceiver<Queued>, Arc<Lane>) {
+        let (tx, rx) = mpsc::unbounded_channel();
         let lane = Arc::new(Lane::default());
-        if let Ok(mut lanes) = self.lanes.lock() {
-            lanes.push(lane.clone());
+        if let Some(mut subs) = self.lock() {
+            subs.push(Subscriber {
+                tx,
+                lane: lane.clone(),
+            });
         }
-        lane
+        (rx, lane)
     }
 
-    /// Forgets the lanes whose subscriber is gone (their queue will never drain).
-    pub fn drop_lanes(&self, gone: &[Arc<Lane>]) {
-        if gone.is_empty() {
-            return;
-        }
-        if let Ok(mut lanes) = self.lanes.lock() {
-            lanes.retain(|l| !gone.iter().any(|g| Arc::ptr_eq(l, g)));
-        }
-        self.wake();
-    }
-
-    /// An event of `weight` bytes was queued on `lane` at `at_us`.
-    pub fn queued(&self, lane: &Lane, weight: usize, at_us: u64) {
-        if lane.bytes.fetch_add(weight, Ordering::AcqRel) == 0 {
-            lane.since_us.store(at_us, Ordering::Release);
+    /// Queues the event `make` returns for every subscriber, counting it in their lanes.
+    /// `make` runs under the lock that orders the subscribers' queues. Subscribers that are
+    /// gone are forgotten (their queue would never drain).
+    pub fn send(&self, make: impl FnOnce() -> Arc<Event>) {
+        let Some(mut subs) = self.lock() else { return };
+        let event = make();
+        let weight = event.weight();
+        let at = now_us();
+        let before = subs.len();
+        subs.retain(|s| {
+            if s.lane.bytes.fetch_add(weight, Ordering::AcqRel) == 0 {
+                s.lane.since_us.store(at, Ordering::Release);
+            }
+            s.tx.send((event.clone(), weight, at)).is_ok()
+        });
+        if subs.len() < before {
+            drop(subs);
+            self.wake();
         }
     }
 
@@ -201,7 +228,7 @@ impl Backlog {
     pub fn received(&self, lane: &Lane, weight: usize, at_us: u64) {
         lane.since_us.store(at_us, Ordering::Release);
         lane.bytes.fetch_sub(weight, Ordering::AcqRel);
-        if self.waiters.load(Ordering::Acquire) > 0 && self.why_behind().is_none() {
+        if self.waiters.load(Ordering::Acquire) > 0 && self.behind().is_none() {
             self.wake();
         }
     }
@@ -210,47 +237,67 @@ impl Backlog {
         self.ready.notify_waiters();
     }
 
-    /// Why the fan-out is too far behind to take more, or `None`.
-    pub fn why_behind(&self) -> Option<String> {
+    /// Why the fan-out is too far behind to take more, or `None`. Cheap (no allocation):
+    /// it is asked per broker SEND, per writer round and per received event while someone
+    /// waits.
+    pub fn behind(&self) -> Option<Behind> {
         if let Some(share) = self.pushes.lagging_share() {
             if share > 0.5 {
-                return Some(format!(
-                    "{:.0} % of the subscribers' queues hold messages older than {} ms",
-                    share * 100.0,
-                    self.limits.max_lag.as_millis()
-                ));
+                return Some(Behind::LaggingQueues(share));
             }
         }
-        let lanes = self.lanes.lock().ok()?;
+        let subs = self.lock()?;
         let now = now_us();
-        for lane in lanes.iter() {
-            let bytes = lane.bytes.load(Ordering::Acquire);
-            if bytes == 0 {
-                continue;
-            }
+        subs.iter().find_map(|s| {
+            let bytes = s.lane.bytes.load(Ordering::Acquire);
+            let since = s.lane.since_us.load(Ordering::Acquire);
+            let lag = Duration::from_micros(now.saturating_sub(since));
             if bytes > self.limits.max_bytes {
-                return Some(format!(
-                    "{bytes} bytes of events wait for the fan-out (limit {})",
-                    self.limits.max_bytes
-                ));
+                Some(Behind::Bytes(bytes))
+            } else if bytes > 0 && lag > self.limits.max_lag {
+                Some(Behind::Lag(lag))
+            } else {
+                None
             }
-            let lag =
-                Duration::from_micros(now.saturating_sub(lane.since_us.load(Ordering::Acquire)));
-            if lag > self.limits.max_lag {
-                return Some(format!(
-                    "the fan-out is {} ms behind (limit {} ms)",
-                    lag.as_millis(),
-                    self.limits.max_lag.as_millis()
-                ));
+        })
+    }
+
+    /// [`Backlog::behind`], in words for a client or a log.
+    pub fn why_behind(&self) -> Option<String> {
+        self.behind().map(|b| self.explain(b).to_string())
+    }
+
+    fn explain(&self, b: Behind) -> impl fmt::Display + '_ {
+        struct Why<'a>(&'a BacklogLimits, Behind);
+        impl fmt::Display for Why<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let lag_ms = self.0.max_lag.as_millis();
+                match self.1 {
+                    Behind::LaggingQueues(share) => write!(
+                        f,
+                        "{:.0} % of the subscribers' queues hold messages older than {lag_ms} ms",
+                        share * 100.0
+                    ),
+                    Behind::Bytes(bytes) => write!(
+                        f,
+                        "{bytes} bytes of events wait for the fan-out (limit {})",
+                        self.0.max_bytes
+                    ),
+                    Behind::Lag(lag) => write!(
+                        f,
+                        "the fan-out is {} ms behind (limit {lag_ms} ms)",
+                        lag.as_millis()
+                    ),
+                }
             }
         }
-        None
+        Why(&self.limits, b)
     }
 
     /// Returns once the fan-out is within its limits, or after `limit` (`None`: no limit)
     /// with the reason it is still behind.
     pub async fn wait_ready(&self, limit: Option<Duration>) -> Result<(), Overloaded> {
-        if self.why_behind().is_none() {
+        if self.behind().is_none() {
             return Ok(());
         }
         crate::telemetry::metrics::fanout_waited();
@@ -261,7 +308,7 @@ impl Backlog {
             tokio::pin!(notified);
             // Registered before the check, so a wake between the check and the wait counts.
             notified.as_mut().enable();
-            let Some(why) = self.why_behind() else {
+            let Some(why) = self.behind() else {
                 return Ok(());
             };
             // The lag grows while a lane is stuck, and nobody wakes us for that: look again
@@ -271,9 +318,12 @@ impl Backlog {
             if tokio::time::timeout_at(until, notified).await.is_err()
                 && deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
             {
-                return match self.why_behind() {
+                return match self.behind() {
                     None => Ok(()),
-                    Some(_) => Err(Overloaded(format!("the server is overloaded: {why}"))),
+                    Some(_) => Err(Overloaded(format!(
+                        "the server is overloaded: {}",
+                        self.explain(why)
+                    ))),
                 };
             }
         }

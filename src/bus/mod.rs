@@ -18,32 +18,23 @@ pub mod error;
 pub mod kafka;
 pub mod outbox;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::domain::Event;
-use backlog::{Backlog, BacklogLimits, FanoutMeter, Lane, Overloaded};
+use backlog::{Backlog, BacklogLimits, FanoutMeter, Lane, Overloaded, Queued};
 use error::PipelineError;
 use outbox::OutboxWriter;
 
 /// A synchronous observer of local deliveries (see [`EventBus::on_deliver`]).
 type Hook = Arc<dyn Fn(&Event) + Send + Sync>;
 
-/// An event in a subscriber's queue: its weight and when it was queued, for the backlog.
-type Queued = (Arc<Event>, usize, u64);
-
-/// A subscriber's sending side.
-struct Subscriber {
-    tx: mpsc::UnboundedSender<Queued>,
-    lane: Arc<Lane>,
-}
-
 /// A cheap-to-clone handle on the bus.
 #[derive(Clone)]
 pub struct EventBus {
-    subscribers: Arc<Mutex<Vec<Subscriber>>>,
     hooks: Arc<RwLock<Vec<Hook>>>,
+    /// The subscribers, and how far behind each is.
     backlog: Arc<Backlog>,
     /// Set in multi-instance mode: events leave through the outbox instead of going local.
     outbox: Option<OutboxWriter>,
@@ -75,7 +66,6 @@ impl EventBus {
     /// The single-instance bus.
     pub fn new(limits: BacklogLimits) -> Self {
         EventBus {
-            subscribers: Default::default(),
             hooks: Default::default(),
             backlog: Arc::new(Backlog::new(limits)),
             outbox: None,
@@ -90,7 +80,13 @@ impl EventBus {
         }
     }
 
-    /// Why the local fan-out is too far behind to take more events now, or `None`.
+    /// Is the local fan-out too far behind to take more events now? (Cheap: asked per
+    /// broker SEND and per writer round.)
+    pub fn is_behind(&self) -> bool {
+        self.backlog.behind().is_some()
+    }
+
+    /// Why the local fan-out is too far behind, in words, or `None`.
     pub fn why_behind(&self) -> Option<String> {
         self.backlog.why_behind()
     }
@@ -106,11 +102,6 @@ impl EventBus {
         self.backlog.meter()
     }
 
-    /// The backlog limits this bus was built with.
-    pub fn backlog_limits(&self) -> BacklogLimits {
-        self.backlog.limits()
-    }
-
     /// True when events travel through the outbox and Kafka.
     pub fn is_distributed(&self) -> bool {
         self.outbox.is_some()
@@ -123,14 +114,7 @@ impl EventBus {
 
     /// Registers a subscriber; it receives every event delivered from now on, in order.
     pub fn subscribe(&self) -> BusReceiver {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let lane = self.backlog.add_lane();
-        if let Ok(mut subs) = self.subscribers.lock() {
-            subs.push(Subscriber {
-                tx,
-                lane: lane.clone(),
-            });
-        }
+        let (rx, lane) = self.backlog.subscribe();
         BusReceiver {
             rx,
             lane,
@@ -183,42 +167,25 @@ impl EventBus {
     /// Kafka mode (a stream skips live events at or below its `Last-Event-ID`).
     fn deliver_ordered(&self, mut event: Event) {
         self.run_hooks(&event);
-        if let Ok(mut subs) = self.subscribers.lock() {
+        self.backlog.send(|| {
             if let Event::Sse(s) = &mut event {
                 s.id = uuid::Uuid::now_v7();
             }
-            self.send_all(&mut subs, Arc::new(event));
-        }
+            Arc::new(event)
+        });
     }
 
     /// Hands `event` to every live local subscriber (dropped subscribers are forgotten).
     pub fn deliver_local(&self, event: Arc<Event>) {
         self.run_hooks(&event);
-        if let Ok(mut subs) = self.subscribers.lock() {
-            self.send_all(&mut subs, event);
-        }
-    }
-
-    /// Queues `event` for every subscriber, counting it in their backlog.
-    fn send_all(&self, subs: &mut Vec<Subscriber>, event: Arc<Event>) {
-        let weight = event.weight();
-        let at = backlog::now_us();
-        let mut gone = Vec::new();
-        subs.retain(|s| {
-            self.backlog.queued(&s.lane, weight, at);
-            let sent = s.tx.send((event.clone(), weight, at)).is_ok();
-            if !sent {
-                gone.push(s.lane.clone());
-            }
-            sent
-        });
-        self.backlog.drop_lanes(&gone);
+        self.backlog.send(|| event);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
     use uuid::Uuid;
 
     #[tokio::test]

@@ -165,7 +165,7 @@ async fn run(
     loop {
         // No new batch while the fan-out is too far behind: the queue fills and the senders
         // wait (STOMP) or get 503 (REST) instead of the broadcast backlog growing.
-        let behind = open && bus.why_behind().is_some();
+        let behind = open && bus.is_behind();
         let room = open && in_flight.len() < depth && !behind;
         tokio::select! {
             biased;

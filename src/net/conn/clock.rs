@@ -3,15 +3,7 @@
 //! Exists so hot paths store a `u64` instead of a 16-byte `Instant`, and compare ages with
 //! plain integer arithmetic. One reading is taken per broadcast, not per subscriber.
 
-use std::sync::OnceLock;
-use std::time::Instant;
-
-fn start() -> Instant {
-    static START: OnceLock<Instant> = OnceLock::new();
-    *START.get_or_init(Instant::now)
-}
-
 /// Milliseconds since the first call in this process (never 0, so 0 can mean "none").
 pub fn now_ms() -> u64 {
-    start().elapsed().as_millis() as u64 + 1
+    crate::time::since_start().as_millis() as u64 + 1
 }

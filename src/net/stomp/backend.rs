@@ -106,7 +106,9 @@ impl StompBackend for Services {
     }
 
     fn fanout_ready(&self) -> Option<BoxFuture<'static, Result<(), String>>> {
-        self.bus.why_behind()?;
+        if !self.bus.is_behind() {
+            return None;
+        }
         let bus = self.bus.clone();
         // As long as a subscriber's message may wait (the send-time limit), no longer.
         let limit = self.config.queue_max_age;
