@@ -75,6 +75,24 @@ async fn connect_negotiates_version_heartbeat_and_subprotocol() {
 }
 
 #[tokio::test]
+async fn connected_names_a_user_with_a_line_break_on_one_printable_line() {
+    let server = TestServer::start().await;
+    let mut eve = server.client();
+    // The API takes any non-blank username; CONNECTED headers are sent unescaped.
+    let name = "eve\nDEL\u{7f}";
+    let r = eve
+        .signup_raw(name, "eve@example.com", "p@ssw0rd1", None)
+        .await;
+    assert_eq!(r.status(), 201);
+    eve.login(name, "p@ssw0rd1").await;
+    let token = eve.token.clone().unwrap();
+    let (mut c, connected) = StompClient::connect(&server.base, Kind::Raw, &token).await;
+    assert_eq!(connected.command, Command::Connected, "{connected:?}");
+    assert_eq!(connected.header("user-name"), Some("eve\\nDEL\\u{7f}"));
+    assert_eq!(c.disconnect().await.command, Command::Receipt);
+}
+
+#[tokio::test]
 async fn send_pub_messages_reaches_every_subscriber() {
     let f = fixture().await;
     let alice_id = f.alice.user_id();

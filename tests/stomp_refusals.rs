@@ -233,6 +233,15 @@ async fn refused_sends_write_nothing() {
             "SEND /pub/messages refused: 404".into(),
         ),
         (
+            // DEL and NEL are not escaped by JSON or STOMP: the ERROR's header must still be
+            // one printable line (the client decodes it strictly), the body keeps the text.
+            "/pub/messages",
+            json!({"content": "x", "channelId": "\u{7f}\u{85}"})
+                .to_string()
+                .into_bytes(),
+            "found `\\u{7f}`".into(),
+        ),
+        (
             "/pub/unknown",
             b"{}".to_vec(),
             "Unknown destination /pub/unknown".into(),

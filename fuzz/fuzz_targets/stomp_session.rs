@@ -90,7 +90,10 @@ impl Conn {
                 }
                 Ok(Some(Item::HeartBeat)) => {}
                 Ok(None) => break,
-                Err(e) => panic!("the server sent invalid STOMP: {e}"),
+                Err(e) => panic!(
+                    "the server sent invalid STOMP: {e}: {:?}",
+                    String::from_utf8_lossy(&self.received[..self.received.len().min(600)])
+                ),
             }
         }
         if self.saw_error {

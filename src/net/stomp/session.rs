@@ -25,8 +25,8 @@ use crate::domain::Role;
 use crate::net::conn::clock::now_ms;
 use crate::net::conn::{CloseReason, Outbound, Session, SessionFactory};
 use crate::proto::stomp::{
-    encode_to_bytes, negotiate_heartbeat, ClientCommand, Command, Decoder, Frame, Item, Limits,
-    Request,
+    encode_to_bytes, negotiate_heartbeat, printable, ClientCommand, Command, Decoder, Frame, Item,
+    Limits, Request,
 };
 use crate::security::Principal;
 use crate::service::destinations::{Destination, DestinationError};
@@ -225,7 +225,8 @@ impl StompSession {
             return;
         }
         tracing::debug!("stomp connection {} refused: {message}", self.conn);
-        let mut error = Frame::new(Command::Error).with_header("message", message);
+        // The header is a one-line, printable summary; the body keeps the text as it is.
+        let mut error = Frame::new(Command::Error).with_header("message", printable(message));
         if let Some(r) = receipt {
             error = error.with_header("receipt-id", r);
         }
@@ -416,7 +417,8 @@ impl StompSession {
                 .with_header("version", "1.2")
                 .with_header("heart-beat", heart_beat)
                 .with_header("server", SERVER_NAME)
-                .with_header("user-name", principal.username.clone()),
+                // Usernames may hold line breaks; CONNECTED headers are not escaped.
+                .with_header("user-name", printable(&principal.username)),
         );
         tracing::debug!(
             "stomp connection {} authenticated as {}",
@@ -902,6 +904,34 @@ mod tests {
         assert!(!sent.contains("MESSAGE"), "{sent}");
         assert!(s.closed);
         // As the driver does (it also settles the process-wide session gauges).
+        s.on_close(&CloseReason::normal());
+    }
+
+    #[tokio::test]
+    async fn an_error_quoting_control_characters_stays_decodable() {
+        let hub = Hub::new(10, 2);
+        let out = Outbound::new(Encoding::Raw, QueueLimits::default());
+        let mut s = StompSession::new(context(&hub), out.clone());
+        // serde_json leaves DEL and C1 raw; the UUID error quotes the character.
+        let sent = exchange(
+            &mut s,
+            &out,
+            "CONNECT\nAuthorization:Bearer user:alice\n\n\0\
+             SEND\ndestination:/pub/messages\n\n{\"content\":\"x\",\"channelId\":\"\u{85}\"}\0",
+        );
+        let mut buf = BytesMut::from(sent.as_bytes());
+        let mut decoder = Decoder::new(Limits::default());
+        let mut frames = Vec::new();
+        while let Some(item) = decoder.decode(&mut buf).expect("valid STOMP") {
+            if let Item::Frame(f) = item {
+                frames.push(f);
+            }
+        }
+        let error = frames.last().expect("an ERROR");
+        assert_eq!(error.command, Command::Error);
+        let message = error.header("message").unwrap_or_default();
+        assert!(message.contains("found `\\u{85}`"), "{message}");
+        assert!(String::from_utf8_lossy(&error.body).contains("found `\u{85}`"));
         s.on_close(&CloseReason::normal());
     }
 

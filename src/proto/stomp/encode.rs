@@ -111,6 +111,28 @@ impl MessageTemplate {
     }
 }
 
+/// `text` with every control character (C0, DEL, C1) written as its Rust escape (`\u{7f}`),
+/// for header values the server builds from text it does not control (error messages that
+/// quote input, usernames).
+///
+/// Exists because STOMP 1.2 escapes only CR, LF, `:` and `\`, and not at all in CONNECTED:
+/// a DEL or NEL passes through to the client, and strict parsers (this server's own decoder
+/// among them) refuse the frame. Text without control characters is returned as it is.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `text` escaped as a STOMP 1.2 header value (`\r` `\n` `:` `\`).
 pub fn escape_header(text: &str) -> String {
     let mut out = BytesMut::with_capacity(text.len() + 4);

@@ -17,7 +17,7 @@ mod heartbeat;
 
 pub use command::{ClientCommand, CommandError, Request};
 pub use decode::{Decoder, Item, Limits};
-pub use encode::{encode, encode_to_bytes, escape_header, heartbeat, MessageTemplate};
+pub use encode::{encode, encode_to_bytes, escape_header, heartbeat, printable, MessageTemplate};
 pub use error::DecodeError;
 pub use frame::{Command, Frame};
 pub use heartbeat::negotiate_heartbeat;

@@ -730,6 +730,21 @@ fn escaping_round_trip() {
 }
 
 #[test]
+fn printable_header_text_round_trips_through_the_strict_decoder() {
+    assert!(matches!(
+        printable("plain: text"),
+        std::borrow::Cow::Borrowed(_)
+    ));
+    let text = "a\nb\u{7f}c\u{85}d\u{0}é";
+    assert_eq!(printable(text), "a\\nb\\u{7f}c\\u{85}d\\u{0}é");
+    for command in [Command::Error, Command::Connected] {
+        let f = Frame::new(command).with_header("message", printable(text));
+        let back = decode_one(&encoded(&f)).unwrap();
+        assert_eq!(back.header("message"), Some(&*printable(text)));
+    }
+}
+
+#[test]
 fn error_frame_message_is_safe_to_encode() {
     let err = decode_str(b"BAD\nCOMMAND\n").unwrap_err();
     let f = Frame::new(Command::Error).with_header("message", err.to_string());
