@@ -193,11 +193,13 @@ fn build(ops: &mut Ops) -> Vec<u8> {
     let mut headers: Vec<(&'static str, String)> = Vec::new();
     match ops.byte() % 10 {
         0 => {
-            let token = match ops.byte() % 5 {
+            let token = match ops.byte() % 6 {
                 0 => "Bearer user:alice".to_string(),
                 1 => "Bearer user:bob".to_string(),
                 2 => "Bearer ended:carol".to_string(),
                 3 => "bearer admin:root".to_string(),
+                // A username with a line break, DEL and NEL (percent-decoded by the backend).
+                4 => "Bearer user:eve%0A%7F%C2%85".to_string(),
                 _ => String::from_utf8_lossy(ops.take(12)).replace(['\n', '\r', '\0'], " "),
             };
             if !ops.byte().is_multiple_of(8) {

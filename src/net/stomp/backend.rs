@@ -130,7 +130,8 @@ impl StompBackend for Services {
 /// An in-memory [`StompBackend`] for unit tests and fuzzing; deterministic, no I/O.
 ///
 /// - tokens are `user:<name>` or `admin:<name>` (role USER/ADMIN); `ended:<name>`
-///   authenticates but its login session is ended; anything else is refused;
+///   authenticates but its login session is ended; anything else is refused; `<name>` is
+///   percent-decoded (`user:a%0Ab` is the user `a\nb`);
 /// - channel subscriptions are allowed when the channel id's first byte is even, denied when
 ///   odd (a private channel);
 /// - `submit_message` needs a `channelId` and non-empty `content`; accepted ones are counted;
@@ -174,6 +175,8 @@ impl MemoryBackend {
             "admin" => Role::Admin,
             _ => return None,
         };
+        // Percent-decoded: real usernames may hold what a header cannot (line breaks, DEL).
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
         if name.is_empty() || name.len() > 64 {
             return None;
         }

@@ -927,11 +927,33 @@ mod tests {
                 frames.push(f);
             }
         }
+        assert_eq!(frames[0].command, Command::Connected);
+        assert_eq!(frames[0].header("user-name"), Some("alice"));
         let error = frames.last().expect("an ERROR");
         assert_eq!(error.command, Command::Error);
         let message = error.header("message").unwrap_or_default();
         assert!(message.contains("found `\\u{85}`"), "{message}");
         assert!(String::from_utf8_lossy(&error.body).contains("found `\u{85}`"));
+        s.on_close(&CloseReason::normal());
+    }
+
+    #[tokio::test]
+    async fn connected_writes_control_characters_of_a_username_as_escapes() {
+        let hub = Hub::new(10, 2);
+        let out = Outbound::new(Encoding::Raw, QueueLimits::default());
+        let mut s = StompSession::new(context(&hub), out.clone());
+        let sent = exchange(
+            &mut s,
+            &out,
+            "CONNECT\nAuthorization:Bearer user:eve%0A%7F%C2%85\n\n\0",
+        );
+        let mut buf = BytesMut::from(sent.as_bytes());
+        let connected = match Decoder::new(Limits::default()).decode(&mut buf) {
+            Ok(Some(Item::Frame(f))) => f,
+            other => panic!("{other:?}: {sent:?}"),
+        };
+        assert_eq!(connected.command, Command::Connected);
+        assert_eq!(connected.header("user-name"), Some("eve\\n\\u{7f}\\u{85}"));
         s.on_close(&CloseReason::normal());
     }
 
