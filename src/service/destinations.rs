@@ -175,13 +175,11 @@ pub fn channel_message_events(channel: Uuid) -> String {
     format!("/sub/channels.{channel}.message-events")
 }
 
-/// `raw` with control characters shown escaped, for error texts.
+/// `raw`, cut to a destination's length, with control characters shown escaped, for error
+/// texts.
 fn printable(raw: &str) -> String {
-    let mut out: String = raw.chars().take(MAX_DESTINATION_BYTES).collect();
-    if out.chars().any(char::is_control) {
-        out = out.escape_default().to_string();
-    }
-    out
+    let cut: String = raw.chars().take(MAX_DESTINATION_BYTES).collect();
+    crate::proto::stomp::printable(&cut).into_owned()
 }
 
 impl Services {

@@ -838,6 +838,21 @@ mod tests {
             .collect()
     }
 
+    /// The frames in `sent`, read by the server's own (strict) decoder as a client would.
+    fn strictly_decoded(sent: &str) -> Vec<Frame> {
+        let mut buf = BytesMut::from(sent.as_bytes());
+        let mut decoder = Decoder::new(Limits::default());
+        let mut frames = Vec::new();
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(Item::Frame(f))) => frames.push(f),
+                Ok(Some(Item::HeartBeat)) => {}
+                Ok(None) => return frames,
+                Err(e) => panic!("invalid STOMP ({e}): {sent:?}"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_real_session_runs_on_the_memory_backend() {
         let hub = Hub::new(10, 2);
@@ -919,14 +934,7 @@ mod tests {
             "CONNECT\nAuthorization:Bearer user:alice\n\n\0\
              SEND\ndestination:/pub/messages\n\n{\"content\":\"x\",\"channelId\":\"\u{85}\"}\0",
         );
-        let mut buf = BytesMut::from(sent.as_bytes());
-        let mut decoder = Decoder::new(Limits::default());
-        let mut frames = Vec::new();
-        while let Some(item) = decoder.decode(&mut buf).expect("valid STOMP") {
-            if let Item::Frame(f) = item {
-                frames.push(f);
-            }
-        }
+        let frames = strictly_decoded(&sent);
         assert_eq!(frames[0].command, Command::Connected);
         assert_eq!(frames[0].header("user-name"), Some("alice"));
         let error = frames.last().expect("an ERROR");
@@ -947,11 +955,7 @@ mod tests {
             &out,
             "CONNECT\nAuthorization:Bearer user:eve%0A%7F%C2%85\n\n\0",
         );
-        let mut buf = BytesMut::from(sent.as_bytes());
-        let connected = match Decoder::new(Limits::default()).decode(&mut buf) {
-            Ok(Some(Item::Frame(f))) => f,
-            other => panic!("{other:?}: {sent:?}"),
-        };
+        let connected = &strictly_decoded(&sent)[0];
         assert_eq!(connected.command, Command::Connected);
         assert_eq!(connected.header("user-name"), Some("eve\\n\\u{7f}\\u{85}"));
         s.on_close(&CloseReason::normal());
